@@ -1,0 +1,4 @@
+//! Switchyard: an OpenAI-compatible LLM gateway.
+
+pub mod config;
+pub mod providers;
