@@ -1,4 +1,192 @@
-//! Switchyard: an OpenAI-compatible LLM gateway.
+//! Switchyard: an OpenAI-compatible LLM gateway. `app` builds the HTTP router over an
+//! [`AppState`]; `serve` runs it on a listener with graceful shutdown; `run` is the binary.
 
+pub mod api;
 pub mod config;
+pub mod error;
+pub mod keys;
+pub mod metrics;
 pub mod providers;
+pub mod router;
+
+use std::future::Future;
+use std::ops::Deref;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::{Request, State};
+use axum::http::{HeaderValue, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+
+use crate::config::{defaults, Config};
+use crate::error::ApiError;
+use crate::keys::auth::{presented_token, Authenticator, MasterKeyAuth};
+use crate::keys::effective::EffectiveRouterSettings;
+use crate::metrics::Metrics;
+use crate::providers::ProviderClient;
+use crate::router::ModelRouter;
+
+/// Everything a request handler needs. Cheap to clone.
+#[derive(Clone)]
+pub struct AppState(Arc<AppInner>);
+
+pub struct AppInner {
+    pub config: Arc<Config>,
+    pub router: ModelRouter,
+    pub client: ProviderClient,
+    pub auth: Arc<dyn Authenticator>,
+    pub metrics: Arc<Metrics>,
+    pub global_settings: Arc<EffectiveRouterSettings>,
+    pub max_body: usize,
+}
+
+impl Deref for AppState {
+    type Target = AppInner;
+    fn deref(&self) -> &AppInner {
+        &self.0
+    }
+}
+
+/// Knobs that describe this process rather than the deployments.
+#[derive(Clone, Debug, Default)]
+pub struct StateOptions {
+    /// Master key from the environment (`SWITCHYARD_MASTER_KEY`); wins over the config file's.
+    pub master_key: Option<secrecy::SecretString>,
+    /// Disable backoff jitter (tests).
+    pub no_jitter: bool,
+}
+
+impl AppState {
+    pub fn new(config: Config, opts: StateOptions) -> Self {
+        let metrics = Arc::new(Metrics::new());
+        let global_settings = Arc::new(EffectiveRouterSettings::global(&config.router_settings));
+        let mut router = ModelRouter::new(&config, Arc::clone(&metrics));
+        if opts.no_jitter {
+            router = router.without_jitter();
+        }
+        let master_key = opts
+            .master_key
+            .or_else(|| config.general_settings.master_key.clone());
+        let auth: Arc<dyn Authenticator> =
+            Arc::new(MasterKeyAuth::new(master_key, Arc::clone(&global_settings)));
+        let max_body = config
+            .general_settings
+            .max_request_body_bytes
+            .unwrap_or(defaults::MAX_BODY_BYTES);
+        AppState(Arc::new(AppInner {
+            config: Arc::new(config),
+            router,
+            client: ProviderClient::new(),
+            auth,
+            metrics,
+            global_settings,
+            max_body,
+        }))
+    }
+}
+
+/// The HTTP application.
+pub fn app(state: AppState) -> axum::Router {
+    let proxied = axum::Router::new()
+        .route("/v1/chat/completions", post(api::chat::chat_completions))
+        .route("/chat/completions", post(api::chat::chat_completions))
+        .route("/v1/embeddings", post(api::embeddings::embeddings))
+        .route("/embeddings", post(api::embeddings::embeddings))
+        .route("/v1/models", get(api::models::list_models))
+        .route("/models", get(api::models::list_models))
+        .route_layer(middleware::from_fn_with_state(state.clone(), authenticate));
+    axum::Router::new()
+        .merge(proxied)
+        .route("/health/liveliness", get(api::health::liveliness))
+        .route("/health/liveness", get(api::health::liveliness))
+        .route("/health/readiness", get(api::health::readiness))
+        .route("/metrics", get(api::health::metrics))
+        .fallback(not_found)
+        .layer(axum::extract::DefaultBodyLimit::disable())
+        .layer(middleware::from_fn(request_id))
+        .with_state(state)
+}
+
+async fn not_found(req: Request) -> Response {
+    ApiError::not_found(format!(
+        "no route for {} {}",
+        req.method(),
+        req.uri().path()
+    ))
+    .into_response()
+}
+
+async fn authenticate(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
+    let token = presented_token(req.headers());
+    match state.auth.authenticate(token).await {
+        Ok(ctx) => {
+            req.extensions_mut().insert(ctx);
+            next.run(req).await
+        }
+        Err(e) => {
+            state.metrics.request("auth", e.status.as_u16());
+            e.into_response()
+        }
+    }
+}
+
+/// Echoes a sane client `x-request-id` or makes one, on every response.
+async fn request_id(req: Request, next: Next) -> Response {
+    let id = req
+        .headers()
+        .get("x-request-id")
+        .filter(|v| {
+            v.len() <= 128
+                && v.to_str()
+                    .is_ok_and(|s| s.chars().all(|c| c.is_ascii_graphic()))
+        })
+        .cloned()
+        .unwrap_or_else(|| {
+            HeaderValue::from_str(&uuid::Uuid::new_v4().to_string())
+                .unwrap_or(HeaderValue::from_static("unknown"))
+        });
+    let mut resp = next.run(req).await;
+    resp.headers_mut().insert("x-request-id", id);
+    if resp.status() == StatusCode::METHOD_NOT_ALLOWED
+        && resp.headers().get("content-type").is_none()
+    {
+        let mut e = ApiError::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "invalid_request_error",
+            "method not allowed for this route",
+        )
+        .into_response();
+        e.headers_mut().extend(resp.headers().clone());
+        return e;
+    }
+    resp
+}
+
+/// Serves `state` on `listener` until `shutdown` resolves, then drains in-flight requests for
+/// at most `grace` before returning.
+pub async fn serve<F>(
+    listener: tokio::net::TcpListener,
+    state: AppState,
+    shutdown: F,
+    grace: Duration,
+) -> std::io::Result<()>
+where
+    F: Future<Output = ()> + Send + 'static,
+{
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let server = axum::serve(listener, app(state)).with_graceful_shutdown(async move {
+        shutdown.await;
+        let _ = tx.send(());
+    });
+    let server = std::future::IntoFuture::into_future(server);
+    tokio::pin!(server);
+    tokio::select! {
+        r = &mut server => r,
+        _ = async { if rx.await.is_ok() { tokio::time::sleep(grace).await } else { std::future::pending::<()>().await } } => {
+            tracing::warn!(grace_s = grace.as_secs_f64(), "grace period over; dropping remaining connections");
+            Ok(())
+        }
+    }
+}

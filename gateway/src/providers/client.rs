@@ -15,7 +15,9 @@ pub struct ProviderClient {
 
 impl ProviderClient {
     pub fn new() -> Self {
-        ProviderClient { http: reqwest::Client::new() }
+        ProviderClient {
+            http: reqwest::Client::new(),
+        }
     }
 
     /// Non-streaming chat completion. `timeout` bounds the whole call.

@@ -150,7 +150,13 @@ impl ProviderError {
             }
             message.truncate(cut);
         }
-        ProviderError { deployment: deployment.clone(), class, status: None, retry_after: None, message }
+        ProviderError {
+            deployment: deployment.clone(),
+            class,
+            status: None,
+            retry_after: None,
+            message,
+        }
     }
     pub fn with_status(mut self, status: u16) -> Self {
         self.status = Some(status);

@@ -1,0 +1,93 @@
+//! `POST /v1/embeddings`: routed like chat, answered as JSON.
+
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::{header, HeaderValue};
+use axum::response::{IntoResponse, Response};
+use axum::Extension;
+use serde_json::Value;
+
+use super::{failure_headers, read_body, required_model, routed_headers, take_gateway_fields};
+use crate::error::ApiError;
+use crate::keys::auth::AuthContext;
+use crate::router::RouteRequest;
+use crate::AppState;
+
+pub async fn embeddings(
+    State(state): State<AppState>,
+    Extension(auth): Extension<AuthContext>,
+    body: Body,
+) -> Response {
+    let resp = match handle(&state, &auth, body).await {
+        Ok(r) => r,
+        Err(e) => e.into_response(),
+    };
+    state.metrics.request("embeddings", resp.status().as_u16());
+    resp
+}
+
+async fn handle(state: &AppState, auth: &AuthContext, body: Body) -> Result<Response, ApiError> {
+    let bytes = read_body(body, state.max_body).await?;
+    let mut obj = super::parse_object(&bytes)?;
+    let model = required_model(&obj)?;
+    match obj.get("input") {
+        Some(Value::String(_)) | Some(Value::Array(_)) => {}
+        Some(other) => {
+            return Err(ApiError::bad_request(format!(
+                "`input` must be a string or an array, got {}",
+                super::json_type(other)
+            ))
+            .with_param("input"))
+        }
+        None => {
+            return Err(ApiError::bad_request("missing required field `input`").with_param("input"))
+        }
+    }
+    let gw = take_gateway_fields(&mut obj)?;
+    let settings = Arc::clone(&auth.settings);
+    let may_use = |g: &str| auth.may_use(g);
+    let route = RouteRequest {
+        model: &model,
+        settings: &settings,
+        body_fallbacks: gw.fallbacks,
+        disable_fallbacks: gw.disable_fallbacks,
+        may_use: &may_use,
+    };
+    let timeout = settings.timeout().max(super::MIN_TIMEOUT);
+    let result = state
+        .router
+        .route(&route, |d| {
+            let obj = &obj;
+            let client = &state.client;
+            async move {
+                let r = client
+                    .embeddings(&d.deployment, obj, d.deployment.timeout.unwrap_or(timeout))
+                    .await;
+                if let Ok((_, tokens)) = &r {
+                    d.record_tokens(*tokens);
+                }
+                r
+            }
+        })
+        .await;
+    let source = settings.headline_source();
+    match result {
+        Ok(routed) => {
+            let body = serde_json::to_vec(&routed.value.0).map_err(ApiError::internal)?;
+            let mut resp = Response::new(Body::from(body));
+            resp.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            );
+            routed_headers(resp.headers_mut(), &routed, source);
+            Ok(resp)
+        }
+        Err(e) => {
+            let mut resp = ApiError::from(&e).into_response();
+            failure_headers(resp.headers_mut(), &e, source);
+            Ok(resp)
+        }
+    }
+}

@@ -1,0 +1,213 @@
+//! The OpenAI-compatible HTTP surface: request parsing and validation, response shaping and
+//! the `x-switchyard-*` headers. Routing decisions are the router's; auth is `keys::auth`'s.
+
+pub mod chat;
+pub mod embeddings;
+pub mod health;
+pub mod models;
+
+use std::time::Duration;
+
+use axum::body::{Body, Bytes};
+use axum::http::{HeaderMap, HeaderName, HeaderValue};
+use serde_json::{Map, Value};
+
+use crate::error::ApiError;
+use crate::keys::effective::Source;
+use crate::router::{Attempt, RouteError, Routed};
+
+/// Reads a request body up to `limit` bytes; larger bodies are a 413.
+pub async fn read_body(body: Body, limit: usize) -> Result<Bytes, ApiError> {
+    match axum::body::to_bytes(body, limit).await {
+        Ok(b) => Ok(b),
+        Err(e) => {
+            let mut source: Option<&(dyn std::error::Error + 'static)> = Some(&e);
+            while let Some(err) = source {
+                if err.is::<http_body_util::LengthLimitError>() {
+                    return Err(ApiError::payload_too_large(limit));
+                }
+                source = err.source();
+            }
+            Err(ApiError::bad_request(format!(
+                "could not read the request body: {e}"
+            )))
+        }
+    }
+}
+
+/// Parses a JSON object body, naming what is wrong.
+pub fn parse_object(bytes: &[u8]) -> Result<Map<String, Value>, ApiError> {
+    match serde_json::from_slice::<Value>(bytes) {
+        Ok(Value::Object(m)) => Ok(m),
+        Ok(other) => Err(ApiError::bad_request(format!(
+            "request body must be a JSON object, got {}",
+            json_type(&other)
+        ))),
+        Err(e) => Err(ApiError::bad_request(format!(
+            "request body is not valid JSON: {e}"
+        ))),
+    }
+}
+
+pub fn json_type(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+/// The required string field `model`.
+pub fn required_model(body: &Map<String, Value>) -> Result<String, ApiError> {
+    match body.get("model") {
+        Some(Value::String(s)) if !s.trim().is_empty() => Ok(s.clone()),
+        Some(Value::String(_)) => {
+            Err(ApiError::bad_request("`model` must not be empty").with_param("model"))
+        }
+        Some(other) => Err(ApiError::bad_request(format!(
+            "`model` must be a string, got {}",
+            json_type(other)
+        ))
+        .with_param("model")),
+        None => Err(ApiError::bad_request("missing required field `model`").with_param("model")),
+    }
+}
+
+pub fn optional_bool(body: &Map<String, Value>, field: &str) -> Result<Option<bool>, ApiError> {
+    match body.get(field) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::Bool(b)) => Ok(Some(*b)),
+        Some(other) => Err(ApiError::bad_request(format!(
+            "`{field}` must be a boolean, got {}",
+            json_type(other)
+        ))
+        .with_param(field)),
+    }
+}
+
+/// Gateway-only request fields, removed before the body goes upstream.
+pub struct GatewayFields {
+    pub fallbacks: Option<Vec<String>>,
+    pub disable_fallbacks: bool,
+}
+
+pub fn take_gateway_fields(body: &mut Map<String, Value>) -> Result<GatewayFields, ApiError> {
+    let disable_fallbacks = optional_bool(body, "disable_fallbacks")?.unwrap_or(false);
+    body.remove("disable_fallbacks");
+    let fallbacks = match body.remove("fallbacks") {
+        None | Some(Value::Null) => None,
+        Some(Value::Array(items)) => Some(
+            items
+                .into_iter()
+                .map(|v| match v {
+                    Value::String(s) => Ok(s),
+                    other => Err(ApiError::bad_request(format!(
+                        "`fallbacks` must be a list of model group names, found {}",
+                        json_type(&other)
+                    ))
+                    .with_param("fallbacks")),
+                })
+                .collect::<Result<Vec<_>, _>>()?,
+        ),
+        Some(other) => {
+            return Err(ApiError::bad_request(format!(
+                "`fallbacks` must be a list of model group names, got {}",
+                json_type(&other)
+            ))
+            .with_param("fallbacks"))
+        }
+    };
+    // LiteLLM-only bookkeeping fields that upstreams would reject.
+    for f in [
+        "metadata",
+        "tags",
+        "mock_testing_fallbacks",
+        "num_retries",
+        "caching",
+    ] {
+        body.remove(f);
+    }
+    Ok(GatewayFields {
+        fallbacks,
+        disable_fallbacks,
+    })
+}
+
+fn header(headers: &mut HeaderMap, name: &'static str, value: &str) {
+    if let Ok(v) = HeaderValue::from_str(value) {
+        headers.insert(HeaderName::from_static(name), v);
+    }
+}
+
+fn retries_in(attempts: &[Attempt]) -> usize {
+    let mut groups = 0;
+    let mut last: Option<&str> = None;
+    for a in attempts {
+        if last != Some(a.group.as_str()) {
+            groups += 1;
+            last = Some(&a.group);
+        }
+    }
+    attempts.len().saturating_sub(groups)
+}
+
+/// Observability headers on a served response (DESIGN §2.3).
+pub fn routed_headers<T>(headers: &mut HeaderMap, r: &Routed<T>, source: Source) {
+    let id = r.deployment.id().as_str();
+    header(headers, "x-switchyard-deployment", id);
+    header(headers, "x-switchyard-model-group", &r.group);
+    header(
+        headers,
+        "x-switchyard-attempts",
+        &r.attempts.len().to_string(),
+    );
+    header(
+        headers,
+        "x-switchyard-fallback-depth",
+        &r.fallback_depth.to_string(),
+    );
+    header(headers, "x-switchyard-settings-source", source.as_str());
+    header(headers, "x-litellm-model-id", id);
+    header(headers, "x-litellm-model-group", &r.group);
+    header(
+        headers,
+        "x-litellm-attempted-retries",
+        &retries_in(&r.attempts).to_string(),
+    );
+    header(
+        headers,
+        "x-litellm-attempted-fallbacks",
+        &r.fallback_depth.to_string(),
+    );
+}
+
+/// Observability headers on a failed response: what was tried.
+pub fn failure_headers(headers: &mut HeaderMap, e: &RouteError, source: Source) {
+    let attempts = e.attempts();
+    header(
+        headers,
+        "x-switchyard-attempts",
+        &attempts.len().to_string(),
+    );
+    header(headers, "x-switchyard-settings-source", source.as_str());
+    header(
+        headers,
+        "x-litellm-attempted-retries",
+        &retries_in(attempts).to_string(),
+    );
+    if let Some(last) = attempts.last() {
+        header(headers, "x-switchyard-deployment", &last.deployment);
+        header(headers, "x-switchyard-model-group", &last.group);
+    }
+}
+
+/// Rough token estimate used before the upstream reports usage (4 bytes per token).
+pub fn estimate_tokens(bytes: usize) -> u64 {
+    (bytes as u64).div_ceil(4)
+}
+
+/// Timeouts below this are clamped so a zero in config never disables a call outright.
+pub const MIN_TIMEOUT: Duration = Duration::from_millis(1);

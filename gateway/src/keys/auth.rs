@@ -1,0 +1,162 @@
+//! Authentication of proxy requests. An [`Authenticator`] turns the presented token into an
+//! [`AuthContext`]: who is calling, which models they may use and their effective router
+//! settings. The master-key authenticator lives here; the virtual-key one plugs in beside it.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use axum::http::HeaderMap;
+use secrecy::{ExposeSecret, SecretString};
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+
+use super::effective::EffectiveRouterSettings;
+use crate::error::ApiError;
+
+/// Who made the request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Principal {
+    /// No master key configured: the gateway is open (a warning is logged at start-up).
+    Open,
+    /// The master key.
+    Master,
+    /// A virtual key, by its public id (never the secret).
+    VirtualKey {
+        public_id: String,
+        alias: Option<String>,
+    },
+}
+
+/// The outcome of authentication, attached to the request.
+#[derive(Debug, Clone)]
+pub struct AuthContext {
+    pub principal: Principal,
+    pub settings: Arc<EffectiveRouterSettings>,
+    /// Groups this caller may use; `None` = every group.
+    pub allowed_groups: Option<Arc<HashSet<String>>>,
+}
+
+impl AuthContext {
+    pub fn may_use(&self, group: &str) -> bool {
+        self.allowed_groups
+            .as_ref()
+            .is_none_or(|g| g.contains(group))
+    }
+
+    pub fn is_admin(&self) -> bool {
+        matches!(self.principal, Principal::Master | Principal::Open)
+    }
+}
+
+#[async_trait]
+pub trait Authenticator: Send + Sync {
+    /// `token` is the presented secret, if any. Errors never say whether a key exists.
+    async fn authenticate(&self, token: Option<&str>) -> Result<AuthContext, ApiError>;
+}
+
+/// Pulls the presented key from `Authorization: Bearer`, `x-api-key` or `api-key`.
+pub fn presented_token(headers: &HeaderMap) -> Option<&str> {
+    if let Some(v) = headers
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+    {
+        let v = v.trim();
+        let token = v
+            .strip_prefix("Bearer ")
+            .or_else(|| v.strip_prefix("bearer "))
+            .unwrap_or(v)
+            .trim();
+        if !token.is_empty() {
+            return Some(token);
+        }
+    }
+    ["x-api-key", "api-key"].iter().find_map(|h| {
+        headers
+            .get(*h)
+            .and_then(|v| v.to_str().ok())
+            .map(str::trim)
+            .filter(|t| !t.is_empty())
+    })
+}
+
+/// Constant-time comparison that also hides the length of the expected secret.
+pub fn secrets_equal(presented: &str, expected: &str) -> bool {
+    let a = Sha256::digest(presented.as_bytes());
+    let b = Sha256::digest(expected.as_bytes());
+    a.ct_eq(&b).into()
+}
+
+/// Accepts the master key only (or everyone when none is configured).
+pub struct MasterKeyAuth {
+    master_key: Option<SecretString>,
+    settings: Arc<EffectiveRouterSettings>,
+}
+
+impl MasterKeyAuth {
+    pub fn new(master_key: Option<SecretString>, settings: Arc<EffectiveRouterSettings>) -> Self {
+        MasterKeyAuth {
+            master_key,
+            settings,
+        }
+    }
+
+    /// Checks `token` against the master key; `Ok(true)` when no master key is configured.
+    pub fn check(&self, token: Option<&str>) -> Result<Principal, ApiError> {
+        match (&self.master_key, token) {
+            (None, _) => Ok(Principal::Open),
+            (Some(mk), Some(t)) if secrets_equal(t, mk.expose_secret()) => Ok(Principal::Master),
+            (Some(_), Some(_)) => Err(ApiError::unauthorized("invalid API key")),
+            (Some(_), None) => Err(ApiError::unauthorized(
+                "missing API key: send it as `Authorization: Bearer <key>`",
+            )),
+        }
+    }
+}
+
+#[async_trait]
+impl Authenticator for MasterKeyAuth {
+    async fn authenticate(&self, token: Option<&str>) -> Result<AuthContext, ApiError> {
+        let principal = self.check(token)?;
+        Ok(AuthContext {
+            principal,
+            settings: Arc::clone(&self.settings),
+            allowed_groups: None,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::http::HeaderValue;
+
+    #[test]
+    fn token_is_taken_from_each_supported_header() {
+        let mut h = HeaderMap::new();
+        h.insert("authorization", HeaderValue::from_static("Bearer sk-abc"));
+        assert_eq!(presented_token(&h), Some("sk-abc"));
+        let mut h = HeaderMap::new();
+        h.insert("x-api-key", HeaderValue::from_static("sk-x"));
+        assert_eq!(presented_token(&h), Some("sk-x"));
+        let mut h = HeaderMap::new();
+        h.insert("api-key", HeaderValue::from_static("sk-az"));
+        assert_eq!(presented_token(&h), Some("sk-az"));
+        assert_eq!(presented_token(&HeaderMap::new()), None);
+    }
+
+    #[tokio::test]
+    async fn master_key_is_required_when_configured() {
+        let s = Arc::new(EffectiveRouterSettings::global(&Default::default()));
+        let auth = MasterKeyAuth::new(Some(SecretString::from("sk-master")), s);
+        assert!(auth.authenticate(Some("sk-master")).await.is_ok());
+        let err = auth.authenticate(Some("sk-wrong")).await.unwrap_err();
+        assert_eq!(err.status, 401);
+        assert!(
+            !err.message.contains("sk-"),
+            "error must not echo keys: {}",
+            err.message
+        );
+        assert_eq!(auth.authenticate(None).await.unwrap_err().status, 401);
+    }
+}

@@ -1,0 +1,4 @@
+//! Who is calling and with which settings: authentication and Key > Team > Global resolution.
+
+pub mod auth;
+pub mod effective;
