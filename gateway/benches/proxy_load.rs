@@ -1,0 +1,188 @@
+//! Load benchmark: the same chat requests sent directly to a fast single-threaded mock upstream
+//! and through the gateway (master-key auth, routing and metrics on), in one run, so the result
+//! is a ratio against a baseline measured under the same machine noise.
+//!
+//! Run: `cargo bench -p switchyard --bench proxy_load` (env `LOAD_SECS`, default 5 per phase).
+//! Prints throughput at 16 connections and p50/p99 at 1 and 16 connections, direct vs gateway.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use hdrhistogram::Histogram;
+use http_body_util::{BodyExt, Full};
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper::{Request, Response};
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use switchyard::config::{Config, Deployment, DeploymentId, ModelInfo, ProviderKind};
+use switchyard::{AppState, StateOptions};
+use tokio::time::Instant;
+
+const MASTER_KEY: &str = "sk-bench-master-key";
+const COMPLETION: &str = r#"{"id":"chatcmpl-1","object":"chat.completion","created":1700000000,"model":"m","choices":[{"index":0,"message":{"role":"assistant","content":"Hello there, this is a benchmark answer."},"finish_reason":"stop"}],"usage":{"prompt_tokens":12,"completion_tokens":9,"total_tokens":21}}"#;
+const REQUEST: &str = r#"{"model":"bench","messages":[{"role":"system","content":"You are terse."},{"role":"user","content":"Say hello in one sentence."}],"max_tokens":32}"#;
+
+/// A fast upstream on its own single-threaded runtime (its own OS thread).
+fn start_mock() -> SocketAddr {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+        rt.block_on(async move {
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+            tx.send(listener.local_addr().expect("addr")).expect("send");
+            loop {
+                let Ok((stream, _)) = listener.accept().await else { continue };
+                let _ = stream.set_nodelay(true);
+                tokio::spawn(async move {
+                    let svc = service_fn(|req: Request<hyper::body::Incoming>| async move {
+                        let _ = req.into_body().collect().await;
+                        Ok::<_, Infallible>(
+                            Response::builder()
+                                .header("content-type", "application/json")
+                                .body(Full::new(Bytes::from_static(COMPLETION.as_bytes())))
+                                .expect("response"),
+                        )
+                    });
+                    let _ = http1::Builder::new().serve_connection(TokioIo::new(stream), svc).await;
+                });
+            }
+        });
+    });
+    rx.recv().expect("mock address")
+}
+
+/// The gateway on a 2-worker runtime (the machine has 2 cores).
+fn start_gateway(upstream: SocketAddr) -> SocketAddr {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
+        rt.block_on(async move {
+            let deployment = Deployment {
+                id: DeploymentId("bench-1".into()),
+                model_name: "bench".into(),
+                provider: ProviderKind::OpenAi,
+                upstream_model: "m".into(),
+                api_base: Some(format!("http://{upstream}/v1")),
+                api_key: Some("sk-upstream".to_string().into()),
+                api_version: None,
+                timeout: None,
+                stream_timeout: None,
+                rpm: None,
+                tpm: None,
+                weight: None,
+                order: None,
+                max_parallel_requests: None,
+                region_name: None,
+                cooldown_time: None,
+                info: ModelInfo::default(),
+            };
+            let config = Config { model_list: vec![deployment], ..Default::default() };
+            let state = AppState::new(config, StateOptions { master_key: Some(MASTER_KEY.to_string().into()), no_jitter: false });
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+            tx.send(listener.local_addr().expect("addr")).expect("send");
+            switchyard::serve(listener, state, std::future::pending(), Duration::from_secs(1)).await.expect("serve");
+        });
+    });
+    rx.recv().expect("gateway address")
+}
+
+struct Result {
+    requests: u64,
+    errors: u64,
+    elapsed: Duration,
+    hist: Histogram<u64>,
+}
+
+/// One load-generator thread, `conns` keep-alive connections, for `secs`.
+fn drive(addr: SocketAddr, conns: usize, secs: u64) -> Result {
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+    rt.block_on(async move {
+        let client: Client<_, Full<Bytes>> = Client::builder(TokioExecutor::new())
+            .pool_max_idle_per_host(conns)
+            .build_http();
+        let client = Arc::new(client);
+        let uri: hyper::Uri = format!("http://{addr}/v1/chat/completions").parse().expect("uri");
+        // Warm up connections.
+        let deadline = Instant::now() + Duration::from_secs(secs);
+        let started = Instant::now();
+        let mut tasks = Vec::new();
+        for _ in 0..conns {
+            let client = Arc::clone(&client);
+            let uri = uri.clone();
+            tasks.push(tokio::spawn(async move {
+                let mut hist = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("histogram");
+                let (mut n, mut errors) = (0u64, 0u64);
+                while Instant::now() < deadline {
+                    let req = Request::post(uri.clone())
+                        .header("content-type", "application/json")
+                        .header("authorization", format!("Bearer {MASTER_KEY}"))
+                        .body(Full::new(Bytes::from_static(REQUEST.as_bytes())))
+                        .expect("request");
+                    let t = Instant::now();
+                    match client.request(req).await {
+                        Ok(resp) => {
+                            let ok = resp.status().is_success();
+                            let _ = resp.into_body().collect().await;
+                            if ok { n += 1; hist.record(t.elapsed().as_micros() as u64).ok(); } else { errors += 1; }
+                        }
+                        Err(_) => errors += 1,
+                    }
+                }
+                (n, errors, hist)
+            }));
+        }
+        let mut hist = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("histogram");
+        let (mut requests, mut errors) = (0, 0);
+        for t in tasks {
+            let (n, e, h) = t.await.expect("task");
+            requests += n;
+            errors += e;
+            hist.add(h).expect("merge");
+        }
+        Result { requests, errors, elapsed: started.elapsed(), hist }
+    })
+}
+
+fn main() {
+    if std::env::args().any(|a| a == "--list") {
+        return; // cargo bench --list compatibility
+    }
+    let secs: u64 = std::env::var("LOAD_SECS").ok().and_then(|s| s.parse().ok()).unwrap_or(5).clamp(1, 60);
+    let mock = start_mock();
+    let gateway = start_gateway(mock);
+    // Short warm-up of both paths.
+    drive(mock, 4, 1);
+    drive(gateway, 4, 1);
+
+    let d1 = drive(mock, 1, secs);
+    let g1 = drive(gateway, 1, secs);
+    let d16 = drive(mock, 16, secs);
+    let g16 = drive(gateway, 16, secs);
+    let rps = |r: &Result| r.requests as f64 / r.elapsed.as_secs_f64();
+    let ms = |us: u64| us as f64 / 1000.0;
+    println!("phase            requests  errors      rps    p50 ms   p99 ms");
+    for (name, r) in [("direct  c=1", &d1), ("gateway c=1", &g1), ("direct  c=16", &d16), ("gateway c=16", &g16)] {
+        println!(
+            "{name:<15} {:>9} {:>7} {:>8.0} {:>9.3} {:>8.3}",
+            r.requests,
+            r.errors,
+            rps(r),
+            ms(r.hist.value_at_quantile(0.5)),
+            ms(r.hist.value_at_quantile(0.99))
+        );
+    }
+    println!();
+    println!("throughput ratio gateway/direct at c=16: {:.1}%  (target >= 30%)", 100.0 * rps(&g16) / rps(&d16));
+    println!(
+        "added p50 at c=1:  {:.3} ms  (target <= 0.15 ms)",
+        ms(g1.hist.value_at_quantile(0.5)) - ms(d1.hist.value_at_quantile(0.5))
+    );
+    println!(
+        "added p99 at c=16: {:.3} ms  (target <= 1 ms)",
+        ms(g16.hist.value_at_quantile(0.99)) - ms(d16.hist.value_at_quantile(0.99))
+    );
+}

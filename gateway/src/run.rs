@@ -1,0 +1,121 @@
+//! The `switchyard` binary's behaviour: load config, serve or validate, map outcomes to exit codes.
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use crate::cli::{Cli, Command, ConfigCommand, ServeArgs};
+use crate::config::{self, LoadOptions};
+use crate::{AppState, StateOptions};
+
+fn env_lookup(name: &str) -> Option<String> {
+    std::env::var(name).ok()
+}
+
+/// Runs the CLI. Exit codes: 0 ok, 1 invalid config or runtime failure, 2 usage error.
+pub async fn run(cli: Cli) -> ExitCode {
+    match cli.command {
+        Some(Command::Config(ConfigCommand::Validate { file, strict })) => validate(&file, strict),
+        Some(Command::Serve(args)) => serve(args).await,
+        None => serve(cli.serve).await,
+    }
+}
+
+fn validate(file: &std::path::Path, strict: bool) -> ExitCode {
+    match config::load_file(file, &env_lookup, &LoadOptions { strict }) {
+        Ok(loaded) => {
+            for w in &loaded.warnings {
+                eprintln!("{w}");
+            }
+            let groups: std::collections::BTreeSet<&str> =
+                loaded.config.model_list.iter().map(|d| d.model_name.as_str()).collect();
+            println!(
+                "{}: valid ({} deployments in {} model groups, {} warnings)",
+                file.display(),
+                loaded.config.model_list.len(),
+                groups.len(),
+                loaded.warnings.len()
+            );
+            ExitCode::SUCCESS
+        }
+        Err(errors) => {
+            eprintln!("{errors}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+async fn serve(args: ServeArgs) -> ExitCode {
+    let Some(path) = args.config.as_deref() else {
+        eprintln!("error: no config to serve\nhint: pass --config FILE (a LiteLLM-compatible config.yaml)");
+        return ExitCode::from(2);
+    };
+    let loaded = match config::load_file(path, &env_lookup, &LoadOptions { strict: args.strict }) {
+        Ok(l) => l,
+        Err(errors) => {
+            eprintln!("{errors}");
+            return ExitCode::from(1);
+        }
+    };
+    for w in &loaded.warnings {
+        tracing::warn!("{w}");
+    }
+    let master_key = env_lookup("SWITCHYARD_MASTER_KEY").filter(|k| !k.is_empty()).map(Into::into);
+    if master_key.is_none() && loaded.config.general_settings.master_key.is_none() {
+        tracing::warn!("no master key configured: the proxy routes are open to anyone who can reach them");
+    }
+    let grace = args
+        .grace
+        .map(Duration::from_secs)
+        .or(loaded.config.general_settings.graceful_shutdown_timeout)
+        .unwrap_or(Duration::from_secs(30));
+    let state = AppState::new(loaded.config, StateOptions { master_key, ..Default::default() });
+    let addr = format!("{}:{}", args.host, args.port);
+    let listener = match tokio::net::TcpListener::bind(&addr).await {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("error: cannot listen on {addr}: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let local = listener.local_addr().map(|a| a.to_string()).unwrap_or(addr);
+    tracing::info!(address = %local, "switchyard listening");
+    match crate::serve(listener, state, shutdown_signal(), grace).await {
+        Ok(()) => {
+            tracing::info!("switchyard stopped");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: server failed: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+/// Resolves on SIGINT or SIGTERM.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        if let Err(e) = tokio::signal::ctrl_c().await {
+            tracing::error!(error = %e, "cannot listen for ctrl-c");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = term => {}
+    }
+    tracing::info!("shutdown signal received; draining in-flight requests");
+}

@@ -1,0 +1,4 @@
+//! The gateway's integration tests: one binary, one module per concern.
+
+mod harness;
+mod proxy;
