@@ -37,6 +37,8 @@ impl ProviderClient {
             // never redirect, so a 3xx is reported as a server error instead.
             .redirect(reqwest::redirect::Policy::none())
             .build()
+            // Building fails only when the TLS backend cannot initialise, and then the default
+            // client (which also panics there) is all that is left.
             .unwrap_or_default();
         Self::with_client(http)
     }

@@ -209,6 +209,8 @@ pub struct ChatResponse {
 ///   [`chunk_usage`], recognise it with [`is_usage_chunk`], and drop it before it reaches a client
 ///   whose request had no `stream_options.include_usage` ([`ChatRequest::include_usage`]).
 ///   For such clients the per-chunk `"usage": null` that OpenAI adds is already removed.
+///   Exception: Azure `api-version`s older than `2024-09-01-preview` refuse
+///   `stream_options`, so their streams end without a usage chunk.
 /// - Errors are terminal: after an `Err` the stream yields nothing more. A stream cut, an EOF
 ///   without terminator (`data: [DONE]`, Anthropic `message_stop`) or an in-band error event
 ///   is `StreamBroken` (message from the provider's error event when it had one); no upstream

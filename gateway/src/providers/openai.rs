@@ -72,7 +72,7 @@ impl Dialect for OpenAi {
         Ok(UpstreamRequest {
             url: openai_url(d, Endpoint::Chat),
             headers: openai_headers(d)?,
-            body: chat_body(&req.body, model, stream, &d.id)?,
+            body: chat_body(&req.body, model, BodyMode::new(stream), &d.id)?,
         })
     }
 
@@ -137,10 +137,16 @@ impl Dialect for Azure {
         stream: bool,
     ) -> Result<UpstreamRequest, ProviderError> {
         let model = upstream_model(client_model(&req.body), d)?;
+        let mode = match BodyMode::new(stream) {
+            BodyMode::Stream if !azure_accepts_stream_options(azure_api_version(d)) => {
+                BodyMode::StreamWithoutUsage
+            }
+            mode => mode,
+        };
         Ok(UpstreamRequest {
             url: azure_url(d, model, Endpoint::Chat)?,
             headers: azure_headers(d)?,
-            body: chat_body(&req.body, model, stream, &d.id)?,
+            body: chat_body(&req.body, model, mode, &d.id)?,
         })
     }
 
@@ -237,16 +243,18 @@ fn azure_url(d: &Deployment, model: &str, endpoint: Endpoint) -> Result<String, 
             format!("\"{model}\" is not a valid azure deployment name"),
         ));
     }
-    let version = d
-        .api_version
-        .as_deref()
-        .map(str::trim)
-        .filter(|v| !v.is_empty());
-    let version = version.unwrap_or(AZURE_DEFAULT_API_VERSION);
+    let version = azure_api_version(d);
     Ok(format!(
         "{base}/openai/deployments/{model}/{}?api-version={version}",
         endpoint.path()
     ))
+}
+
+fn azure_api_version(d: &Deployment) -> &str {
+    let version = d.api_version.as_deref().map(str::trim);
+    version
+        .filter(|v| !v.is_empty())
+        .unwrap_or(AZURE_DEFAULT_API_VERSION)
 }
 
 fn openai_headers(d: &Deployment) -> Result<HeaderMap, ProviderError> {
@@ -266,17 +274,55 @@ fn azure_headers(d: &Deployment) -> Result<HeaderMap, ProviderError> {
     json_headers(d, auth)
 }
 
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum BodyMode {
+    Complete,
+    /// Streaming, asking for the usage chunk.
+    Stream,
+    /// Streaming on an Azure `api-version` that refuses `stream_options` (400).
+    StreamWithoutUsage,
+}
+
+impl BodyMode {
+    fn new(stream: bool) -> BodyMode {
+        if stream {
+            BodyMode::Stream
+        } else {
+            BodyMode::Complete
+        }
+    }
+}
+
+/// Azure accepts `stream_options` from `2024-09-01-preview` (GA `2024-10-21`) on and answers
+/// 400 "Unrecognized request argument" before. Non-date versions (`preview`, `latest`, `v1`)
+/// are the current API.
+fn azure_accepts_stream_options(api_version: &str) -> bool {
+    let date = api_version.get(..10).unwrap_or(api_version);
+    let is_date = date.len() == 10
+        && date.bytes().enumerate().all(|(i, b)| match i {
+            4 | 7 => b == b'-',
+            _ => b.is_ascii_digit(),
+        });
+    !is_date || date >= "2024-09-01"
+}
+
 /// The client body with `model` rewritten. Streaming always asks for usage (the gateway
-/// accounts tokens from it); non-streaming drops `stream`/`stream_options`, which OpenAI
-/// refuses without `stream: true`.
+/// accounts tokens from it) where the upstream accepts it; non-streaming drops
+/// `stream`/`stream_options`, which OpenAI refuses without `stream: true`.
 fn chat_body(
     body: &Map<String, Value>,
     model: &str,
-    stream: bool,
+    mode: BodyMode,
     d: &DeploymentId,
 ) -> Result<Bytes, ProviderError> {
     let model = Value::from(model);
-    let patched = if stream {
+    let patched = if mode == BodyMode::StreamWithoutUsage {
+        serde_json::to_vec(&PatchedObject {
+            base: body,
+            set: &[("model", model), ("stream", Value::Bool(true))],
+            remove: &["stream_options"],
+        })
+    } else if mode == BodyMode::Stream {
         let mut options = match body.get("stream_options") {
             Some(Value::Object(o)) => o.clone(),
             _ => Map::new(),
@@ -560,6 +606,30 @@ mod tests {
             up.url,
             "https://contoso-east.openai.azure.com/openai/deployments/gpt4o-eastus/embeddings?api-version=2024-10-21"
         );
+    }
+
+    #[test]
+    fn azure_sends_stream_options_only_where_the_api_version_accepts_them() {
+        let mut d = deployment(ProviderKind::Azure, "gpt4o");
+        d.api_base = Some("https://contoso.openai.azure.com".into());
+        let req = chat_request(json!({"model": "m", "messages": [], "stream": true,
+                                      "stream_options": {"include_usage": true}}));
+        for (version, usage) in [
+            (None, true),
+            (Some("2024-10-21"), true),
+            (Some("2024-09-01-preview"), true),
+            (Some("2025-04-01-preview"), true),
+            (Some("preview"), true),
+            (Some("2024-08-01-preview"), false),
+            (Some("2024-06-01"), false),
+            (Some("2023-05-15"), false),
+        ] {
+            d.api_version = version.map(String::from);
+            let body = body_json(&Azure.build_request(&req, &d, true).unwrap());
+            assert_eq!(body["stream"], json!(true), "{version:?}");
+            let expected = usage.then(|| json!({"include_usage": true}));
+            assert_eq!(body.get("stream_options").cloned(), expected, "{version:?}");
+        }
     }
 
     #[test]

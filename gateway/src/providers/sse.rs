@@ -108,7 +108,7 @@ where
             };
             match events.poll_next_unpin(cx) {
                 Poll::Ready(Some(Ok(event))) => {
-                    this.deadline.as_mut().reset(Instant::now() + this.timeout);
+                    this.deadline.as_mut().reset(deadline_after(this.timeout));
                     let control = this.dialect.parse_event(
                         &mut this.state,
                         &event,
@@ -157,6 +157,13 @@ where
             }
         }
     }
+}
+
+/// `now + timeout`, saturating: a caller may pass `Duration::MAX` for "no timeout".
+fn deadline_after(timeout: Duration) -> Instant {
+    let now = Instant::now();
+    now.checked_add(timeout)
+        .unwrap_or_else(|| now + Duration::from_secs(100 * 365 * 24 * 3600))
 }
 
 /// Reads what follows the terminator so hyper can reuse the connection; bounded in time.
@@ -210,6 +217,16 @@ mod tests {
         let err = items[1].as_ref().unwrap_err();
         assert_eq!(err.class, FailureClass::Timeout);
         assert_eq!(err.deployment.as_str(), "dep-1");
+    }
+
+    #[tokio::test]
+    async fn unbounded_timeout_does_not_overflow() {
+        let body = format!("{CHUNK}{CHUNK}data: [DONE]\n\n");
+        let items: Vec<_> = run(stream::iter([Ok(Bytes::from(body))]), Duration::MAX)
+            .collect()
+            .await;
+        assert_eq!(items.len(), 2);
+        assert!(items.iter().all(Result::is_ok));
     }
 
     #[tokio::test]
