@@ -10,14 +10,21 @@ fn bench_plan(c: &mut Criterion) {
     let mut rng = SmallRng::seed_from_u64(1);
     for n in [1usize, 4, 16] {
         let snaps: Vec<Snapshot> = (0..n)
-            .map(|i| Snapshot { weight: 1.0 + i as f64, in_flight: i as u32, latency_us: 100 * i as u64, ..Default::default() })
+            .map(|i| Snapshot {
+                weight: 1.0 + i as f64,
+                in_flight: i as u32,
+                latency_us: 100 * i as u64,
+                ..Default::default()
+            })
             .collect();
         for (name, strategy) in [
             ("simple-shuffle", RoutingStrategy::SimpleShuffle),
             ("least-busy", RoutingStrategy::LeastBusy),
             ("latency-based", RoutingStrategy::LatencyBased),
         ] {
-            c.bench_function(&format!("plan/{name}/{n}"), |b| b.iter(|| plan(black_box(&snaps), strategy, &mut rng)));
+            c.bench_function(&format!("plan/{name}/{n}"), |b| {
+                b.iter(|| plan(black_box(&snaps), strategy, &mut rng))
+            });
         }
     }
 }

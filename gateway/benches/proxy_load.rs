@@ -30,12 +30,19 @@ const REQUEST: &str = r#"{"model":"bench","messages":[{"role":"system","content"
 fn start_mock() -> SocketAddr {
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
         rt.block_on(async move {
-            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+                .await
+                .expect("bind");
             tx.send(listener.local_addr().expect("addr")).expect("send");
             loop {
-                let Ok((stream, _)) = listener.accept().await else { continue };
+                let Ok((stream, _)) = listener.accept().await else {
+                    continue;
+                };
                 let _ = stream.set_nodelay(true);
                 tokio::spawn(async move {
                     let svc = service_fn(|req: Request<hyper::body::Incoming>| async move {
@@ -47,7 +54,9 @@ fn start_mock() -> SocketAddr {
                                 .expect("response"),
                         )
                     });
-                    let _ = http1::Builder::new().serve_connection(TokioIo::new(stream), svc).await;
+                    let _ = http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), svc)
+                        .await;
                 });
             }
         });
@@ -59,7 +68,11 @@ fn start_mock() -> SocketAddr {
 fn start_gateway(upstream: SocketAddr) -> SocketAddr {
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .expect("runtime");
         rt.block_on(async move {
             let deployment = Deployment {
                 id: DeploymentId("bench-1".into()),
@@ -80,11 +93,29 @@ fn start_gateway(upstream: SocketAddr) -> SocketAddr {
                 cooldown_time: None,
                 info: ModelInfo::default(),
             };
-            let config = Config { model_list: vec![deployment], ..Default::default() };
-            let state = AppState::new(config, StateOptions { master_key: Some(MASTER_KEY.to_string().into()), no_jitter: false });
-            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+            let config = Config {
+                model_list: vec![deployment],
+                ..Default::default()
+            };
+            let state = AppState::new(
+                config,
+                StateOptions {
+                    master_key: Some(MASTER_KEY.to_string().into()),
+                    no_jitter: false,
+                },
+            );
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+                .await
+                .expect("bind");
             tx.send(listener.local_addr().expect("addr")).expect("send");
-            switchyard::serve(listener, state, std::future::pending(), Duration::from_secs(1)).await.expect("serve");
+            switchyard::serve(
+                listener,
+                state,
+                std::future::pending(),
+                Duration::from_secs(1),
+            )
+            .await
+            .expect("serve");
         });
     });
     rx.recv().expect("gateway address")
@@ -99,13 +130,18 @@ struct Result {
 
 /// One load-generator thread, `conns` keep-alive connections, for `secs`.
 fn drive(addr: SocketAddr, conns: usize, secs: u64) -> Result {
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
     rt.block_on(async move {
         let client: Client<_, Full<Bytes>> = Client::builder(TokioExecutor::new())
             .pool_max_idle_per_host(conns)
             .build_http();
         let client = Arc::new(client);
-        let uri: hyper::Uri = format!("http://{addr}/v1/chat/completions").parse().expect("uri");
+        let uri: hyper::Uri = format!("http://{addr}/v1/chat/completions")
+            .parse()
+            .expect("uri");
         // Warm up connections.
         let deadline = Instant::now() + Duration::from_secs(secs);
         let started = Instant::now();
@@ -114,7 +150,8 @@ fn drive(addr: SocketAddr, conns: usize, secs: u64) -> Result {
             let client = Arc::clone(&client);
             let uri = uri.clone();
             tasks.push(tokio::spawn(async move {
-                let mut hist = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("histogram");
+                let mut hist =
+                    Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("histogram");
                 let (mut n, mut errors) = (0u64, 0u64);
                 while Instant::now() < deadline {
                     let req = Request::post(uri.clone())
@@ -127,7 +164,12 @@ fn drive(addr: SocketAddr, conns: usize, secs: u64) -> Result {
                         Ok(resp) => {
                             let ok = resp.status().is_success();
                             let _ = resp.into_body().collect().await;
-                            if ok { n += 1; hist.record(t.elapsed().as_micros() as u64).ok(); } else { errors += 1; }
+                            if ok {
+                                n += 1;
+                                hist.record(t.elapsed().as_micros() as u64).ok();
+                            } else {
+                                errors += 1;
+                            }
                         }
                         Err(_) => errors += 1,
                     }
@@ -143,7 +185,12 @@ fn drive(addr: SocketAddr, conns: usize, secs: u64) -> Result {
             errors += e;
             hist.add(h).expect("merge");
         }
-        Result { requests, errors, elapsed: started.elapsed(), hist }
+        Result {
+            requests,
+            errors,
+            elapsed: started.elapsed(),
+            hist,
+        }
     })
 }
 
@@ -151,7 +198,11 @@ fn main() {
     if std::env::args().any(|a| a == "--list") {
         return; // cargo bench --list compatibility
     }
-    let secs: u64 = std::env::var("LOAD_SECS").ok().and_then(|s| s.parse().ok()).unwrap_or(5).clamp(1, 60);
+    let secs: u64 = std::env::var("LOAD_SECS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(5)
+        .clamp(1, 60);
     let mock = start_mock();
     let gateway = start_gateway(mock);
     // Short warm-up of both paths.
@@ -165,7 +216,12 @@ fn main() {
     let rps = |r: &Result| r.requests as f64 / r.elapsed.as_secs_f64();
     let ms = |us: u64| us as f64 / 1000.0;
     println!("phase            requests  errors      rps    p50 ms   p99 ms");
-    for (name, r) in [("direct  c=1", &d1), ("gateway c=1", &g1), ("direct  c=16", &d16), ("gateway c=16", &g16)] {
+    for (name, r) in [
+        ("direct  c=1", &d1),
+        ("gateway c=1", &g1),
+        ("direct  c=16", &d16),
+        ("gateway c=16", &g16),
+    ] {
         println!(
             "{name:<15} {:>9} {:>7} {:>8.0} {:>9.3} {:>8.3}",
             r.requests,
@@ -176,7 +232,10 @@ fn main() {
         );
     }
     println!();
-    println!("throughput ratio gateway/direct at c=16: {:.1}%  (target >= 30%)", 100.0 * rps(&g16) / rps(&d16));
+    println!(
+        "throughput ratio gateway/direct at c=16: {:.1}%  (target >= 30%)",
+        100.0 * rps(&g16) / rps(&d16)
+    );
     println!(
         "added p50 at c=1:  {:.3} ms  (target <= 0.15 ms)",
         ms(g1.hist.value_at_quantile(0.5)) - ms(d1.hist.value_at_quantile(0.5))

@@ -18,7 +18,7 @@ use tokio::time::Instant;
 use super::{failure_headers, read_body, required_model, routed_headers, take_gateway_fields};
 use crate::error::ApiError;
 use crate::keys::auth::AuthContext;
-use crate::providers::{ChatRequest, ChunkStream, ProviderError};
+use crate::providers::{chunk_usage, is_usage_chunk, ChatRequest, ChunkStream, ProviderError};
 use crate::router::RouteRequest;
 use crate::AppState;
 
@@ -217,13 +217,11 @@ async fn handle(
                             None => break,
                         },
                     };
-                    if let Some(u) = chunk.get("usage").filter(|u| u.is_object()) {
-                        let tokens = u.get("total_tokens").and_then(Value::as_u64).unwrap_or(0);
-                        deployment.record_tokens(tokens);
-                        let usage_only = chunk.get("choices").and_then(Value::as_array).is_some_and(|c| c.is_empty());
-                        if usage_only && !include_usage {
-                            continue;
-                        }
+                    if let Some(u) = chunk_usage(&chunk) {
+                        deployment.record_tokens(u.prompt_tokens + u.completion_tokens);
+                    }
+                    if !include_usage && is_usage_chunk(&chunk) {
+                        continue;
                     }
                     yield Ok(sse_data(&chunk));
                 }

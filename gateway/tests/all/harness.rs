@@ -4,7 +4,9 @@
 use std::time::Duration;
 
 use serde_json::{json, Value};
-use switchyard::config::{Config, Deployment, DeploymentId, ModelInfo, ProviderKind, RouterSettings};
+use switchyard::config::{
+    Config, Deployment, DeploymentId, ModelInfo, ProviderKind, RouterSettings,
+};
 use switchyard::{AppState, StateOptions};
 use tokio::sync::oneshot;
 use wiremock::matchers::{method, path};
@@ -26,15 +28,30 @@ impl Drop for Gateway {
 pub async fn start(config: Config, master_key: Option<&str>) -> Gateway {
     let state = AppState::new(
         config,
-        StateOptions { master_key: master_key.map(|k| k.to_string().into()), no_jitter: true },
+        StateOptions {
+            master_key: master_key.map(|k| k.to_string().into()),
+            no_jitter: true,
+        },
     );
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
     let (tx, rx) = oneshot::channel::<()>();
     tokio::spawn(async move {
-        switchyard::serve(listener, state, async { let _ = rx.await; }, Duration::from_secs(1)).await.unwrap();
+        switchyard::serve(
+            listener,
+            state,
+            async {
+                let _ = rx.await;
+            },
+            Duration::from_secs(1),
+        )
+        .await
+        .unwrap();
     });
-    Gateway { url, shutdown: Some(tx) }
+    Gateway {
+        url,
+        shutdown: Some(tx),
+    }
 }
 
 pub fn openai(id: &str, group: &str, server: &MockServer) -> Deployment {
@@ -60,7 +77,11 @@ pub fn openai(id: &str, group: &str, server: &MockServer) -> Deployment {
 }
 
 pub fn config(model_list: Vec<Deployment>, router_settings: RouterSettings) -> Config {
-    Config { model_list, router_settings, ..Default::default() }
+    Config {
+        model_list,
+        router_settings,
+        ..Default::default()
+    }
 }
 
 pub fn completion(model: &str, content: &str) -> Value {
@@ -77,7 +98,11 @@ pub fn completion(model: &str, content: &str) -> Value {
 /// A mock upstream that always answers `template` on the chat route.
 pub async fn upstream(template: ResponseTemplate) -> MockServer {
     let server = MockServer::start().await;
-    Mock::given(method("POST")).and(path("/v1/chat/completions")).respond_with(template).mount(&server).await;
+    Mock::given(method("POST"))
+        .and(path("/v1/chat/completions"))
+        .respond_with(template)
+        .mount(&server)
+        .await;
     server
 }
 
@@ -85,13 +110,23 @@ pub async fn ok_upstream(content: &str) -> MockServer {
     upstream(ResponseTemplate::new(200).set_body_json(completion("m", content))).await
 }
 
-pub fn openai_error(status: u16, kind: &str, code: Option<&str>, message: &str) -> ResponseTemplate {
-    ResponseTemplate::new(status)
-        .set_body_json(json!({"error": {"message": message, "type": kind, "param": null, "code": code}}))
+pub fn openai_error(
+    status: u16,
+    kind: &str,
+    code: Option<&str>,
+    message: &str,
+) -> ResponseTemplate {
+    ResponseTemplate::new(status).set_body_json(
+        json!({"error": {"message": message, "type": kind, "param": null, "code": code}}),
+    )
 }
 
 pub async fn calls(server: &MockServer) -> usize {
-    server.received_requests().await.map(|r| r.len()).unwrap_or(0)
+    server
+        .received_requests()
+        .await
+        .map(|r| r.len())
+        .unwrap_or(0)
 }
 
 pub fn sse(chunks: &[Value], done: bool) -> ResponseTemplate {
@@ -104,7 +139,9 @@ pub fn sse(chunks: &[Value], done: bool) -> ResponseTemplate {
     if done {
         body.push_str("data: [DONE]\n\n");
     }
-    ResponseTemplate::new(200).insert_header("content-type", "text/event-stream").set_body_raw(body, "text/event-stream")
+    ResponseTemplate::new(200)
+        .insert_header("content-type", "text/event-stream")
+        .set_body_raw(body, "text/event-stream")
 }
 
 pub fn chunk(content: &str, finish: Option<&str>) -> Value {
@@ -129,5 +166,8 @@ pub async fn post(gw: &Gateway, body: &Value) -> reqwest::Response {
 }
 
 pub fn header<'a>(resp: &'a reqwest::Response, name: &str) -> &'a str {
-    resp.headers().get(name).and_then(|v| v.to_str().ok()).unwrap_or("")
+    resp.headers()
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
 }

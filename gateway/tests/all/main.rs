@@ -1,4 +1,5 @@
 //! The gateway's integration tests: one binary, one module per concern.
 
 mod harness;
+mod providers;
 mod proxy;

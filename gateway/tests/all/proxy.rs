@@ -12,21 +12,39 @@ use wiremock::{Mock, MockServer, ResponseTemplate};
 use crate::harness::*;
 
 fn rule(group: &str, targets: &[&str]) -> FallbackRule {
-    FallbackRule { group: group.into(), targets: targets.iter().map(|s| s.to_string()).collect() }
+    FallbackRule {
+        group: group.into(),
+        targets: targets.iter().map(|s| s.to_string()).collect(),
+    }
 }
 
 fn fallbacks(rules: Vec<FallbackRule>) -> RouterSettings {
-    RouterSettings { fallbacks: Some(rules), ..Default::default() }
+    RouterSettings {
+        fallbacks: Some(rules),
+        ..Default::default()
+    }
 }
 
 #[tokio::test]
 async fn rate_limited_primary_is_retried_twice_then_falls_back() {
-    let primary = upstream(openai_error(429, "rate_limit_error", Some("rate_limit_exceeded"), "slow down")).await;
+    let primary = upstream(openai_error(
+        429,
+        "rate_limit_error",
+        Some("rate_limit_exceeded"),
+        "slow down",
+    ))
+    .await;
     let backup = ok_upstream("from backup").await;
     let gw = start(
         config(
-            vec![openai("p", "gpt-4o", &primary), openai("b", "claude", &backup)],
-            RouterSettings { num_retries: Some(2), ..fallbacks(vec![rule("gpt-4o", &["claude"])]) },
+            vec![
+                openai("p", "gpt-4o", &primary),
+                openai("b", "claude", &backup),
+            ],
+            RouterSettings {
+                num_retries: Some(2),
+                ..fallbacks(vec![rule("gpt-4o", &["claude"])])
+            },
         ),
         None,
     )
@@ -50,12 +68,24 @@ async fn rate_limited_primary_is_retried_twice_then_falls_back() {
 
 #[tokio::test]
 async fn auth_failure_is_not_retried_and_goes_straight_to_fallback() {
-    let primary = upstream(openai_error(401, "invalid_request_error", Some("invalid_api_key"), "bad key")).await;
+    let primary = upstream(openai_error(
+        401,
+        "invalid_request_error",
+        Some("invalid_api_key"),
+        "bad key",
+    ))
+    .await;
     let backup = ok_upstream("ok").await;
     let gw = start(
         config(
-            vec![openai("p", "gpt-4o", &primary), openai("b", "backup", &backup)],
-            RouterSettings { num_retries: Some(3), ..fallbacks(vec![rule("gpt-4o", &["backup"])]) },
+            vec![
+                openai("p", "gpt-4o", &primary),
+                openai("b", "backup", &backup),
+            ],
+            RouterSettings {
+                num_retries: Some(3),
+                ..fallbacks(vec![rule("gpt-4o", &["backup"])])
+            },
         ),
         None,
     )
@@ -79,7 +109,11 @@ async fn context_window_error_uses_context_window_fallbacks_only() {
     let big = ok_upstream("big").await;
     let gw = start(
         config(
-            vec![openai("p", "small", &primary), openai("g", "general", &general), openai("big", "big", &big)],
+            vec![
+                openai("p", "small", &primary),
+                openai("g", "general", &general),
+                openai("big", "big", &big),
+            ],
             RouterSettings {
                 num_retries: Some(3),
                 context_window_fallbacks: Some(vec![rule("small", &["big"])]),
@@ -92,7 +126,14 @@ async fn context_window_error_uses_context_window_fallbacks_only() {
     let resp = post(&gw, &chat_body("small")).await;
     assert_eq!(resp.status(), 200);
     assert_eq!(header(&resp, "x-switchyard-deployment"), "big");
-    assert_eq!((calls(&primary).await, calls(&general).await, calls(&big).await), (1, 0, 1));
+    assert_eq!(
+        (
+            calls(&primary).await,
+            calls(&general).await,
+            calls(&big).await
+        ),
+        (1, 0, 1)
+    );
 }
 
 #[tokio::test]
@@ -106,7 +147,13 @@ async fn context_window_error_without_its_fallback_reaches_the_client() {
     .await;
     let general = ok_upstream("general").await;
     let gw = start(
-        config(vec![openai("p", "small", &primary), openai("g", "general", &general)], fallbacks(vec![rule("small", &["general"])])),
+        config(
+            vec![
+                openai("p", "small", &primary),
+                openai("g", "general", &general),
+            ],
+            fallbacks(vec![rule("small", &["general"])]),
+        ),
         None,
     )
     .await;
@@ -114,7 +161,11 @@ async fn context_window_error_without_its_fallback_reaches_the_client() {
     assert_eq!(resp.status(), 400);
     let body: Value = resp.json().await.unwrap();
     assert_eq!(body["error"]["code"], "context_length_exceeded");
-    assert_eq!(calls(&general).await, 0, "general fallbacks do not apply to context-window errors");
+    assert_eq!(
+        calls(&general).await,
+        0,
+        "general fallbacks do not apply to context-window errors"
+    );
 }
 
 #[tokio::test]
@@ -141,8 +192,14 @@ async fn content_policy_error_and_content_filter_finish_use_content_policy_fallb
             ],
             RouterSettings {
                 num_retries: Some(2),
-                content_policy_fallbacks: Some(vec![rule("refuses", &["lenient"]), rule("filters", &["lenient"])]),
-                ..fallbacks(vec![rule("refuses", &["general"]), rule("filters", &["general"])])
+                content_policy_fallbacks: Some(vec![
+                    rule("refuses", &["lenient"]),
+                    rule("filters", &["lenient"]),
+                ]),
+                ..fallbacks(vec![
+                    rule("refuses", &["general"]),
+                    rule("filters", &["general"]),
+                ])
             },
         ),
         None,
@@ -153,7 +210,11 @@ async fn content_policy_error_and_content_filter_finish_use_content_policy_fallb
         assert_eq!(resp.status(), 200, "{model}");
         assert_eq!(header(&resp, "x-switchyard-deployment"), "l", "{model}");
     }
-    assert_eq!((calls(&refusing).await, calls(&filtering).await), (1, 1), "no retries");
+    assert_eq!(
+        (calls(&refusing).await, calls(&filtering).await),
+        (1, 1),
+        "no retries"
+    );
     assert_eq!(calls(&general).await, 0);
     assert_eq!(calls(&lenient).await, 2);
 }
@@ -184,10 +245,22 @@ async fn deployment_is_skipped_while_cooling_down_after_allowed_fails() {
         assert_eq!(resp.status(), 200);
         assert_eq!(header(&resp, "x-switchyard-deployment"), "b");
     }
-    assert_eq!(calls(&failing).await, 2, "the second failure exceeds allowed_fails: 1 and cools `a` down");
+    assert_eq!(
+        calls(&failing).await,
+        2,
+        "the second failure exceeds allowed_fails: 1 and cools `a` down"
+    );
     assert_eq!(calls(&healthy).await, 5);
-    let metrics = reqwest::get(format!("{}/metrics", gw.url)).await.unwrap().text().await.unwrap();
-    assert!(metrics.contains(r#"switchyard_cooldowns_total{deployment="a",model_group="gpt-4o"} 1"#), "{metrics}");
+    let metrics = reqwest::get(format!("{}/metrics", gw.url))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains(r#"switchyard_cooldowns_total{deployment="a",model_group="gpt-4o"} 1"#),
+        "{metrics}"
+    );
     assert!(metrics.contains(r#"switchyard_deployment_requests_total{deployment="a",model_group="gpt-4o",outcome="server_error"} 2"#));
     assert!(metrics.contains(r#"switchyard_retries_total{model_group="gpt-4o"} 2"#));
 }
@@ -198,7 +271,8 @@ async fn retry_waits_for_the_upstream_retry_after_ms() {
     Mock::given(method("POST"))
         .and(path("/v1/chat/completions"))
         .respond_with(
-            openai_error(429, "rate_limit_error", None, "wait").insert_header("retry-after-ms", "400"),
+            openai_error(429, "rate_limit_error", None, "wait")
+                .insert_header("retry-after-ms", "400"),
         )
         .up_to_n_times(1)
         .mount(&server)
@@ -208,11 +282,25 @@ async fn retry_waits_for_the_upstream_retry_after_ms() {
         .respond_with(ResponseTemplate::new(200).set_body_json(completion("m", "ok")))
         .mount(&server)
         .await;
-    let gw = start(config(vec![openai("p", "gpt-4o", &server)], RouterSettings { num_retries: Some(1), ..Default::default() }), None).await;
+    let gw = start(
+        config(
+            vec![openai("p", "gpt-4o", &server)],
+            RouterSettings {
+                num_retries: Some(1),
+                ..Default::default()
+            },
+        ),
+        None,
+    )
+    .await;
     let started = Instant::now();
     let resp = post(&gw, &chat_body("gpt-4o")).await;
     assert_eq!(resp.status(), 200);
-    assert!(started.elapsed() >= Duration::from_millis(400), "retried after {:?}", started.elapsed());
+    assert!(
+        started.elapsed() >= Duration::from_millis(400),
+        "retried after {:?}",
+        started.elapsed()
+    );
     assert_eq!(calls(&server).await, 2);
 }
 
@@ -223,8 +311,15 @@ async fn chain_of_two_fallbacks_where_the_first_also_fails() {
     let second = ok_upstream("second").await;
     let gw = start(
         config(
-            vec![openai("p", "a", &primary), openai("f1", "b", &first), openai("f2", "c", &second)],
-            RouterSettings { num_retries: Some(0), ..fallbacks(vec![rule("a", &["b", "c"])]) },
+            vec![
+                openai("p", "a", &primary),
+                openai("f1", "b", &first),
+                openai("f2", "c", &second),
+            ],
+            RouterSettings {
+                num_retries: Some(0),
+                ..fallbacks(vec![rule("a", &["b", "c"])])
+            },
         ),
         None,
     )
@@ -233,17 +328,38 @@ async fn chain_of_two_fallbacks_where_the_first_also_fails() {
     assert_eq!(resp.status(), 200);
     assert_eq!(header(&resp, "x-switchyard-deployment"), "f2");
     assert_eq!(header(&resp, "x-switchyard-fallback-depth"), "2");
-    assert_eq!((calls(&primary).await, calls(&first).await, calls(&second).await), (1, 1, 1));
+    assert_eq!(
+        (
+            calls(&primary).await,
+            calls(&first).await,
+            calls(&second).await
+        ),
+        (1, 1, 1)
+    );
 }
 
 #[tokio::test]
 async fn max_fallbacks_bounds_the_chain() {
     let down = || upstream(openai_error(500, "server_error", None, "down"));
-    let (p, f1, f2, f3) = (down().await, down().await, down().await, ok_upstream("too far").await);
+    let (p, f1, f2, f3) = (
+        down().await,
+        down().await,
+        down().await,
+        ok_upstream("too far").await,
+    );
     let gw = start(
         config(
-            vec![openai("p", "a", &p), openai("f1", "b", &f1), openai("f2", "c", &f2), openai("f3", "d", &f3)],
-            RouterSettings { num_retries: Some(0), max_fallbacks: Some(2), ..fallbacks(vec![rule("a", &["b", "c", "d"])]) },
+            vec![
+                openai("p", "a", &p),
+                openai("f1", "b", &f1),
+                openai("f2", "c", &f2),
+                openai("f3", "d", &f3),
+            ],
+            RouterSettings {
+                num_retries: Some(0),
+                max_fallbacks: Some(2),
+                ..fallbacks(vec![rule("a", &["b", "c", "d"])])
+            },
         ),
         None,
     )
@@ -251,7 +367,10 @@ async fn max_fallbacks_bounds_the_chain() {
     let resp = post(&gw, &chat_body("a")).await;
     assert_eq!(resp.status(), 500);
     assert_eq!(header(&resp, "x-switchyard-attempts"), "3");
-    assert_eq!((calls(&f1).await, calls(&f2).await, calls(&f3).await), (1, 1, 0));
+    assert_eq!(
+        (calls(&f1).await, calls(&f2).await, calls(&f3).await),
+        (1, 1, 0)
+    );
 }
 
 #[tokio::test]
@@ -279,11 +398,24 @@ async fn all_deployments_cooling_answers_429_with_retry_after() {
     let resp = post(&gw, &chat_body("gpt-4o")).await;
     assert_eq!(resp.status(), 429);
     let retry_after: u64 = header(&resp, "retry-after").parse().unwrap();
-    assert!((29..=30).contains(&retry_after), "retry-after {retry_after}");
+    assert!(
+        (29..=30).contains(&retry_after),
+        "retry-after {retry_after}"
+    );
     let body: Value = resp.json().await.unwrap();
-    assert!(body["error"]["message"].as_str().unwrap().contains("\"gpt-4o\""), "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("\"gpt-4o\""),
+        "{body}"
+    );
     assert_eq!(body["error"]["type"], "rate_limit_error");
-    assert_eq!(calls(&a).await + calls(&b).await, 2, "no upstream call while everything cools down");
+    assert_eq!(
+        calls(&a).await + calls(&b).await,
+        2,
+        "no upstream call while everything cools down"
+    );
 }
 
 #[tokio::test]
@@ -294,7 +426,10 @@ async fn retry_policy_per_class_overrides_num_retries() {
             vec![openai("p", "a", &primary)],
             RouterSettings {
                 num_retries: Some(5),
-                retry_policy: Some(PerClassCounts { rate_limit: Some(1), ..Default::default() }),
+                retry_policy: Some(PerClassCounts {
+                    rate_limit: Some(1),
+                    ..Default::default()
+                }),
                 ..Default::default()
             },
         ),
@@ -313,7 +448,10 @@ async fn stream_failing_before_first_byte_falls_back() {
     let gw = start(
         config(
             vec![openai("p", "a", &primary), openai("b", "b", &backup)],
-            RouterSettings { num_retries: Some(0), ..fallbacks(vec![rule("a", &["b"])]) },
+            RouterSettings {
+                num_retries: Some(0),
+                ..fallbacks(vec![rule("a", &["b"])])
+            },
         ),
         None,
     )
@@ -338,7 +476,10 @@ async fn stream_failing_after_first_byte_ends_with_an_error_event() {
     let gw = start(
         config(
             vec![openai("p", "a", &primary), openai("b", "b", &backup)],
-            RouterSettings { num_retries: Some(0), ..fallbacks(vec![rule("a", &["b"])]) },
+            RouterSettings {
+                num_retries: Some(0),
+                ..fallbacks(vec![rule("a", &["b"])])
+            },
         ),
         None,
     )
@@ -349,7 +490,10 @@ async fn stream_failing_after_first_byte_ends_with_an_error_event() {
     assert_eq!(resp.status(), 200);
     let text = resp.text().await.unwrap();
     assert!(text.contains("partial"), "{text}");
-    assert!(!text.contains("[DONE]"), "a broken stream must not look complete: {text}");
+    assert!(
+        !text.contains("[DONE]"),
+        "a broken stream must not look complete: {text}"
+    );
     let last = text.trim_end().lines().last().unwrap();
     let err: Value = serde_json::from_str(last.strip_prefix("data: ").unwrap()).unwrap();
     assert_eq!(err["error"]["code"], "stream_broken", "{text}");
@@ -361,7 +505,11 @@ async fn usage_chunk_is_forwarded_only_when_asked_for() {
     let usage_chunk = json!({"id": "c", "object": "chat.completion.chunk", "created": 1, "model": "m", "choices": [],
         "usage": {"prompt_tokens": 3, "completion_tokens": 2, "total_tokens": 5}});
     let server = upstream(sse(&[chunk("hi", Some("stop")), usage_chunk], true)).await;
-    let gw = start(config(vec![openai("p", "a", &server)], RouterSettings::default()), None).await;
+    let gw = start(
+        config(vec![openai("p", "a", &server)], RouterSettings::default()),
+        None,
+    )
+    .await;
     let mut body = chat_body("a");
     body["stream"] = json!(true);
     let text = post(&gw, &body).await.text().await.unwrap();
@@ -374,7 +522,10 @@ async fn usage_chunk_is_forwarded_only_when_asked_for() {
 #[tokio::test]
 async fn bad_requests_get_openai_shaped_errors_naming_the_field() {
     let server = ok_upstream("ok").await;
-    let mut cfg = config(vec![openai("p", "gpt-4o", &server)], RouterSettings::default());
+    let mut cfg = config(
+        vec![openai("p", "gpt-4o", &server)],
+        RouterSettings::default(),
+    );
     cfg.general_settings.max_request_body_bytes = Some(1024);
     let gw = start(cfg, None).await;
     let client = reqwest::Client::new();
@@ -391,10 +542,19 @@ async fn bad_requests_get_openai_shaped_errors_naming_the_field() {
         (json!({"model": "gpt-4o", "messages": [{"role": "user", "content": "x".repeat(2000)}]}).to_string(), 413, None),
     ];
     for (body, status, param) in cases {
-        let resp = client.post(&url).header("content-type", "application/json").body(body.clone()).send().await.unwrap();
+        let resp = client
+            .post(&url)
+            .header("content-type", "application/json")
+            .body(body.clone())
+            .send()
+            .await
+            .unwrap();
         assert_eq!(resp.status(), status, "{body}");
         let v: Value = resp.json().await.unwrap();
-        assert!(v["error"]["message"].is_string() && v["error"]["type"].is_string(), "{v}");
+        assert!(
+            v["error"]["message"].is_string() && v["error"]["type"].is_string(),
+            "{v}"
+        );
         if let Some(p) = param {
             assert_eq!(v["error"]["param"], p, "{body}");
         }
@@ -405,7 +565,14 @@ async fn bad_requests_get_openai_shaped_errors_naming_the_field() {
 #[tokio::test]
 async fn unknown_model_is_model_not_found() {
     let server = ok_upstream("ok").await;
-    let gw = start(config(vec![openai("p", "gpt-4o", &server)], RouterSettings::default()), None).await;
+    let gw = start(
+        config(
+            vec![openai("p", "gpt-4o", &server)],
+            RouterSettings::default(),
+        ),
+        None,
+    )
+    .await;
     let resp = post(&gw, &chat_body("gpt-5")).await;
     assert_eq!(resp.status(), 404);
     let v: Value = resp.json().await.unwrap();
@@ -414,35 +581,101 @@ async fn unknown_model_is_model_not_found() {
 
 #[tokio::test]
 async fn garbage_from_upstream_is_a_502_naming_the_deployment_without_leaking() {
-    let server = upstream(ResponseTemplate::new(200).set_body_string("<html>sk-upstream-secret-0123456789 oops</html>")).await;
-    let gw = start(config(vec![openai("dep-1", "gpt-4o", &server)], RouterSettings { num_retries: Some(0), ..Default::default() }), None).await;
+    let server = upstream(
+        ResponseTemplate::new(200)
+            .set_body_string("<html>sk-upstream-secret-0123456789 oops</html>"),
+    )
+    .await;
+    let gw = start(
+        config(
+            vec![openai("dep-1", "gpt-4o", &server)],
+            RouterSettings {
+                num_retries: Some(0),
+                ..Default::default()
+            },
+        ),
+        None,
+    )
+    .await;
     let resp = post(&gw, &chat_body("gpt-4o")).await;
     assert_eq!(resp.status(), 502);
     let text = resp.text().await.unwrap();
     assert!(text.contains("dep-1"), "{text}");
-    assert!(!text.contains("sk-upstream") && !text.contains("<html>"), "{text}");
+    assert!(
+        !text.contains("sk-upstream") && !text.contains("<html>"),
+        "{text}"
+    );
 }
 
 #[tokio::test]
 async fn master_key_guards_proxy_routes_but_not_health() {
     let server = ok_upstream("ok").await;
-    let gw = start(config(vec![openai("p", "gpt-4o", &server)], RouterSettings::default()), Some("sk-master-1")).await;
+    let gw = start(
+        config(
+            vec![openai("p", "gpt-4o", &server)],
+            RouterSettings::default(),
+        ),
+        Some("sk-master-1"),
+    )
+    .await;
     let client = reqwest::Client::new();
     let url = format!("{}/v1/chat/completions", gw.url);
-    let no_key = client.post(&url).json(&chat_body("gpt-4o")).send().await.unwrap();
+    let no_key = client
+        .post(&url)
+        .json(&chat_body("gpt-4o"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(no_key.status(), 401);
-    let wrong = client.post(&url).bearer_auth("sk-master-2").json(&chat_body("gpt-4o")).send().await.unwrap();
+    let wrong = client
+        .post(&url)
+        .bearer_auth("sk-master-2")
+        .json(&chat_body("gpt-4o"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(wrong.status(), 401);
     let body: Value = wrong.json().await.unwrap();
     assert_eq!(body["error"]["type"], "authentication_error");
-    let ok = client.post(&url).bearer_auth("sk-master-1").json(&chat_body("gpt-4o")).send().await.unwrap();
+    let ok = client
+        .post(&url)
+        .bearer_auth("sk-master-1")
+        .json(&chat_body("gpt-4o"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(ok.status(), 200);
-    let ok = client.post(&url).header("x-api-key", "sk-master-1").json(&chat_body("gpt-4o")).send().await.unwrap();
+    let ok = client
+        .post(&url)
+        .header("x-api-key", "sk-master-1")
+        .json(&chat_body("gpt-4o"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(ok.status(), 200);
-    for p in ["/health/liveliness", "/health/liveness", "/health/readiness", "/metrics"] {
-        assert_eq!(client.get(format!("{}{p}", gw.url)).send().await.unwrap().status(), 200, "{p}");
+    for p in [
+        "/health/liveliness",
+        "/health/liveness",
+        "/health/readiness",
+        "/metrics",
+    ] {
+        assert_eq!(
+            client
+                .get(format!("{}{p}", gw.url))
+                .send()
+                .await
+                .unwrap()
+                .status(),
+            200,
+            "{p}"
+        );
     }
-    let models = client.get(format!("{}/v1/models", gw.url)).bearer_auth("sk-master-1").send().await.unwrap();
+    let models = client
+        .get(format!("{}/v1/models", gw.url))
+        .bearer_auth("sk-master-1")
+        .send()
+        .await
+        .unwrap();
     let v: Value = models.json().await.unwrap();
     assert_eq!(v["data"][0]["id"], "gpt-4o");
     assert_eq!(calls(&server).await, 2);
@@ -455,8 +688,15 @@ async fn request_body_fallbacks_and_disable_fallbacks_are_honoured() {
     let requested = ok_upstream("requested").await;
     let gw = start(
         config(
-            vec![openai("p", "a", &primary), openai("c", "c", &configured), openai("r", "r", &requested)],
-            RouterSettings { num_retries: Some(0), ..fallbacks(vec![rule("a", &["c"])]) },
+            vec![
+                openai("p", "a", &primary),
+                openai("c", "c", &configured),
+                openai("r", "r", &requested),
+            ],
+            RouterSettings {
+                num_retries: Some(0),
+                ..fallbacks(vec![rule("a", &["c"])])
+            },
         ),
         None,
     )
@@ -473,7 +713,10 @@ async fn request_body_fallbacks_and_disable_fallbacks_are_honoured() {
     // The gateway-only fields never reach the upstream.
     for req in primary.received_requests().await.unwrap() {
         let sent: Value = serde_json::from_slice(&req.body).unwrap();
-        assert!(sent.get("fallbacks").is_none() && sent.get("disable_fallbacks").is_none(), "{sent}");
+        assert!(
+            sent.get("fallbacks").is_none() && sent.get("disable_fallbacks").is_none(),
+            "{sent}"
+        );
         assert_eq!(sent["model"], "upstream-p");
     }
 }
@@ -483,11 +726,17 @@ async fn deployment_id_and_alias_resolve_to_groups() {
     let a = ok_upstream("a").await;
     let b = ok_upstream("b").await;
     let mut aliases = std::collections::BTreeMap::new();
-    aliases.insert("latest".to_string(), switchyard::config::GroupAlias::Name("g".into()));
+    aliases.insert(
+        "latest".to_string(),
+        switchyard::config::GroupAlias::Name("g".into()),
+    );
     let gw = start(
         config(
             vec![openai("d-a", "g", &a), openai("d-b", "g", &b)],
-            RouterSettings { model_group_alias: Some(aliases), ..Default::default() },
+            RouterSettings {
+                model_group_alias: Some(aliases),
+                ..Default::default()
+            },
         ),
         None,
     )

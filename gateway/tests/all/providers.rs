@@ -24,7 +24,7 @@ const TIMEOUT: Duration = Duration::from_secs(10);
 
 macro_rules! fixture {
     ($path:literal) => {
-        include_str!(concat!("../src/providers/fixtures/", $path))
+        include_str!(concat!("../../src/providers/fixtures/", $path))
     };
 }
 
