@@ -1,0 +1,1 @@
+//! Integration tests of mock-providers: one binary, one module per concern.
