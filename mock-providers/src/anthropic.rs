@@ -6,7 +6,10 @@ use std::time::Duration;
 
 use serde_json::{json, Map, Value};
 
-use crate::api::{announced_millis, json_type, retry_after_headers, sse_event, to_body, Answer, ApiError, Call, Ctx, Finish};
+use crate::api::{
+    announced_millis, json_type, retry_after_headers, sse_event, to_body, Answer, ApiError, Call,
+    Ctx, Finish,
+};
 use crate::content::{collect_text, estimate_tokens};
 use crate::http::{Reply, ReplyBody, Request, StreamPlan};
 use crate::journal::Endpoint;
@@ -55,7 +58,13 @@ fn field_required(name: &str) -> ApiError {
 pub(crate) fn parse_messages(body: &[u8]) -> Result<Call, ApiError> {
     let obj: Map<String, Value> = match serde_json::from_slice::<Value>(body) {
         Ok(Value::Object(map)) => map,
-        Ok(_) => return Err(ApiError::bad_request("Input should be a valid dictionary", None, None)),
+        Ok(_) => {
+            return Err(ApiError::bad_request(
+                "Input should be a valid dictionary",
+                None,
+                None,
+            ))
+        }
         Err(e) => {
             return Err(ApiError::bad_request(
                 format!("The request body is not valid JSON: {e}"),
@@ -67,26 +76,56 @@ pub(crate) fn parse_messages(body: &[u8]) -> Result<Call, ApiError> {
     let model = match obj.get("model") {
         Some(Value::String(m)) if !m.is_empty() => m.clone(),
         Some(Value::String(_)) => {
-            return Err(ApiError::bad_request("model: String should have at least 1 character", None, None))
+            return Err(ApiError::bad_request(
+                "model: String should have at least 1 character",
+                None,
+                None,
+            ))
         }
         None | Some(Value::Null) => return Err(field_required("model")),
-        Some(_) => return Err(ApiError::bad_request("model: Input should be a valid string", None, None)),
+        Some(_) => {
+            return Err(ApiError::bad_request(
+                "model: Input should be a valid string",
+                None,
+                None,
+            ))
+        }
     };
     let max_tokens = match obj.get("max_tokens") {
         None | Some(Value::Null) => return Err(field_required("max_tokens")),
         Some(Value::Number(n)) if n.as_u64().is_some_and(|v| v >= 1) => n.as_u64(),
         Some(Value::Number(_)) => {
-            return Err(ApiError::bad_request("max_tokens: Input should be greater than or equal to 1", None, None))
+            return Err(ApiError::bad_request(
+                "max_tokens: Input should be greater than or equal to 1",
+                None,
+                None,
+            ))
         }
-        Some(_) => return Err(ApiError::bad_request("max_tokens: Input should be a valid integer", None, None)),
+        Some(_) => {
+            return Err(ApiError::bad_request(
+                "max_tokens: Input should be a valid integer",
+                None,
+                None,
+            ))
+        }
     };
     let messages = match obj.get("messages") {
         None | Some(Value::Null) => return Err(field_required("messages")),
         Some(Value::Array(a)) => a,
-        Some(_) => return Err(ApiError::bad_request("messages: Input should be a valid list", None, None)),
+        Some(_) => {
+            return Err(ApiError::bad_request(
+                "messages: Input should be a valid list",
+                None,
+                None,
+            ))
+        }
     };
     if messages.is_empty() {
-        return Err(ApiError::bad_request("messages: at least one message is required", None, None));
+        return Err(ApiError::bad_request(
+            "messages: at least one message is required",
+            None,
+            None,
+        ));
     }
     let mut prompt = String::new();
     if let Some(system) = obj.get("system") {
@@ -95,7 +134,10 @@ pub(crate) fn parse_messages(body: &[u8]) -> Result<Call, ApiError> {
             Value::Null => {}
             other => {
                 return Err(ApiError::bad_request(
-                    format!("system: Input should be a valid string or list (got {})", json_type(other)),
+                    format!(
+                        "system: Input should be a valid string or list (got {})",
+                        json_type(other)
+                    ),
                     None,
                     None,
                 ))
@@ -104,7 +146,11 @@ pub(crate) fn parse_messages(body: &[u8]) -> Result<Call, ApiError> {
     }
     for (i, m) in messages.iter().enumerate() {
         let Value::Object(m) = m else {
-            return Err(ApiError::bad_request(format!("messages.{i}: Input should be a valid dictionary"), None, None));
+            return Err(ApiError::bad_request(
+                format!("messages.{i}: Input should be a valid dictionary"),
+                None,
+                None,
+            ));
         };
         match m.get("role") {
             Some(Value::String(r)) if r == "user" || r == "assistant" => {}
@@ -132,7 +178,13 @@ pub(crate) fn parse_messages(body: &[u8]) -> Result<Call, ApiError> {
     let stream = match obj.get("stream") {
         None | Some(Value::Null) => false,
         Some(Value::Bool(b)) => *b,
-        Some(_) => return Err(ApiError::bad_request("stream: Input should be a valid boolean", None, None)),
+        Some(_) => {
+            return Err(ApiError::bad_request(
+                "stream: Input should be a valid boolean",
+                None,
+                None,
+            ))
+        }
     };
     let prompt_tokens = estimate_tokens(&prompt);
     Ok(Call {
@@ -156,23 +208,57 @@ fn rfc3339_in(d: Duration) -> String {
     at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
 }
 
-fn headers(ctx: &Ctx<'_>, remaining_requests: u64, reset_in: Duration) -> Vec<(&'static str, String)> {
+fn headers(
+    ctx: &Ctx<'_>,
+    remaining_requests: u64,
+    reset_in: Duration,
+) -> Vec<(&'static str, String)> {
     let reset = rfc3339_in(reset_in);
     let tokens_reset = rfc3339_in(Duration::from_secs(1));
     let input_remaining = RATE_LIMIT_INPUT_TOKENS.saturating_sub(ctx.prompt_tokens);
     vec![
         ("request-id", request_id(ctx)),
-        ("anthropic-organization-id", "00000000-0000-4000-8000-00000000a11c".to_owned()),
-        ("anthropic-ratelimit-requests-limit", RATE_LIMIT_REQUESTS.to_string()),
-        ("anthropic-ratelimit-requests-remaining", remaining_requests.to_string()),
+        (
+            "anthropic-organization-id",
+            "00000000-0000-4000-8000-00000000a11c".to_owned(),
+        ),
+        (
+            "anthropic-ratelimit-requests-limit",
+            RATE_LIMIT_REQUESTS.to_string(),
+        ),
+        (
+            "anthropic-ratelimit-requests-remaining",
+            remaining_requests.to_string(),
+        ),
         ("anthropic-ratelimit-requests-reset", reset),
-        ("anthropic-ratelimit-input-tokens-limit", RATE_LIMIT_INPUT_TOKENS.to_string()),
-        ("anthropic-ratelimit-input-tokens-remaining", input_remaining.to_string()),
-        ("anthropic-ratelimit-input-tokens-reset", tokens_reset.clone()),
-        ("anthropic-ratelimit-output-tokens-limit", RATE_LIMIT_OUTPUT_TOKENS.to_string()),
-        ("anthropic-ratelimit-output-tokens-remaining", RATE_LIMIT_OUTPUT_TOKENS.to_string()),
-        ("anthropic-ratelimit-output-tokens-reset", tokens_reset.clone()),
-        ("anthropic-ratelimit-tokens-limit", (RATE_LIMIT_INPUT_TOKENS + RATE_LIMIT_OUTPUT_TOKENS).to_string()),
+        (
+            "anthropic-ratelimit-input-tokens-limit",
+            RATE_LIMIT_INPUT_TOKENS.to_string(),
+        ),
+        (
+            "anthropic-ratelimit-input-tokens-remaining",
+            input_remaining.to_string(),
+        ),
+        (
+            "anthropic-ratelimit-input-tokens-reset",
+            tokens_reset.clone(),
+        ),
+        (
+            "anthropic-ratelimit-output-tokens-limit",
+            RATE_LIMIT_OUTPUT_TOKENS.to_string(),
+        ),
+        (
+            "anthropic-ratelimit-output-tokens-remaining",
+            RATE_LIMIT_OUTPUT_TOKENS.to_string(),
+        ),
+        (
+            "anthropic-ratelimit-output-tokens-reset",
+            tokens_reset.clone(),
+        ),
+        (
+            "anthropic-ratelimit-tokens-limit",
+            (RATE_LIMIT_INPUT_TOKENS + RATE_LIMIT_OUTPUT_TOKENS).to_string(),
+        ),
         (
             "anthropic-ratelimit-tokens-remaining",
             (input_remaining + RATE_LIMIT_OUTPUT_TOKENS).to_string(),
@@ -194,11 +280,23 @@ fn error_type(status: u16) -> (&'static str, &'static str) {
     match status {
         400 => ("invalid_request_error", "Invalid request"),
         401 => ("authentication_error", "invalid x-api-key"),
-        402 => ("billing_error", "Your credit balance is too low to access the Anthropic API."),
-        403 => ("permission_error", "Your API key does not have permission to use the specified resource."),
+        402 => (
+            "billing_error",
+            "Your credit balance is too low to access the Anthropic API.",
+        ),
+        403 => (
+            "permission_error",
+            "Your API key does not have permission to use the specified resource.",
+        ),
         404 => ("not_found_error", "Not found"),
-        413 => ("request_too_large", "Request exceeds the maximum allowed number of bytes."),
-        429 => ("rate_limit_error", "Number of requests has exceeded your per-minute rate limit."),
+        413 => (
+            "request_too_large",
+            "Request exceeds the maximum allowed number of bytes.",
+        ),
+        429 => (
+            "rate_limit_error",
+            "Number of requests has exceeded your per-minute rate limit.",
+        ),
         500 => ("api_error", "Internal server error"),
         504 => ("timeout_error", "Request timed out"),
         529 => ("overloaded_error", "Overloaded"),
@@ -212,12 +310,25 @@ pub(crate) fn error_reply(err: &ApiError, ctx: &Ctx<'_>) -> Reply {
     let mut extra = Vec::new();
     let (status, kind, message): (u16, &str, String) = match err {
         ApiError::BadRequest { message, .. } => (400, "invalid_request_error", message.clone()),
-        ApiError::AuthMissing => (401, "authentication_error", "x-api-key header is required".to_owned()),
+        ApiError::AuthMissing => (
+            401,
+            "authentication_error",
+            "x-api-key header is required".to_owned(),
+        ),
         ApiError::AuthInvalid => (401, "authentication_error", "invalid x-api-key".to_owned()),
-        ApiError::VersionMissing => (400, "invalid_request_error", "anthropic-version: header is required".to_owned()),
-        ApiError::NotFound { .. } | ApiError::ApiVersionMissing => (404, "not_found_error", "Not Found".to_owned()),
+        ApiError::VersionMissing => (
+            400,
+            "invalid_request_error",
+            "anthropic-version: header is required".to_owned(),
+        ),
+        ApiError::NotFound { .. } | ApiError::ApiVersionMissing => {
+            (404, "not_found_error", "Not Found".to_owned())
+        }
         ApiError::ModelNotFound { model } => (404, "not_found_error", format!("model: {model}")),
-        ApiError::ContextWindow { window, prompt_tokens } => (
+        ApiError::ContextWindow {
+            window,
+            prompt_tokens,
+        } => (
             400,
             "invalid_request_error",
             format!("prompt is too long: {prompt_tokens} tokens > {window} maximum"),
@@ -227,7 +338,10 @@ pub(crate) fn error_reply(err: &ApiError, ctx: &Ctx<'_>) -> Reply {
             "invalid_request_error",
             "Output blocked by content filtering policy".to_owned(),
         ),
-        ApiError::RateLimited { retry_after, message } => {
+        ApiError::RateLimited {
+            retry_after,
+            message,
+        } => {
             retry_after_headers(retry_after, &mut extra);
             let wait = announced_millis(retry_after).unwrap_or(1000).max(0) as u64;
             let text = message.clone().unwrap_or_else(|| format!(
@@ -241,10 +355,18 @@ pub(crate) fn error_reply(err: &ApiError, ctx: &Ctx<'_>) -> Reply {
             retry_after_headers(retry_after, &mut extra);
             (529, "overloaded_error", "Overloaded".to_owned())
         }
-        ApiError::Status { status, message, retry_after } => {
+        ApiError::Status {
+            status,
+            message,
+            retry_after,
+        } => {
             retry_after_headers(retry_after, &mut extra);
             let (kind, default) = error_type(*status);
-            (*status, kind, message.clone().unwrap_or_else(|| default.to_owned()))
+            (
+                *status,
+                kind,
+                message.clone().unwrap_or_else(|| default.to_owned()),
+            )
         }
     };
     let mut h = success_headers(ctx);
@@ -312,7 +434,8 @@ pub(crate) fn message_stream(ctx: &Ctx<'_>, answer: &Answer) -> Reply {
         "content_block_start",
         &json!({"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}}),
     ));
-    plan.preamble.push(sse_event("ping", &json!({"type": "ping"})));
+    plan.preamble
+        .push(sse_event("ping", &json!({"type": "ping"})));
     for piece in &answer.pieces {
         plan.content.push(sse_event(
             "content_block_delta",
@@ -333,7 +456,10 @@ pub(crate) fn message_stream(ctx: &Ctx<'_>, answer: &Answer) -> Reply {
     ));
     plan.terminator = sse_event("message_stop", &json!({"type": "message_stop"}));
     let mut h = vec![
-        ("content-type", "text/event-stream; charset=utf-8".to_owned()),
+        (
+            "content-type",
+            "text/event-stream; charset=utf-8".to_owned(),
+        ),
         ("cache-control", "no-cache".to_owned()),
     ];
     h.extend(success_headers(ctx));
@@ -381,9 +507,18 @@ mod tests {
             other => panic!("{other:?}"),
         };
         assert!(err("{").starts_with("The request body is not valid JSON"));
-        assert_eq!(err(r#"{"max_tokens":5,"messages":[]}"#), "model: Field required");
-        assert_eq!(err(r#"{"model":"m","messages":[]}"#), "max_tokens: Field required");
-        assert_eq!(err(r#"{"model":"m","max_tokens":5}"#), "messages: Field required");
+        assert_eq!(
+            err(r#"{"max_tokens":5,"messages":[]}"#),
+            "model: Field required"
+        );
+        assert_eq!(
+            err(r#"{"model":"m","messages":[]}"#),
+            "max_tokens: Field required"
+        );
+        assert_eq!(
+            err(r#"{"model":"m","max_tokens":5}"#),
+            "messages: Field required"
+        );
         assert_eq!(
             err(r#"{"model":"m","max_tokens":5,"messages":[{"role":"system","content":"x"}]}"#),
             "messages.0.role: Input should be 'user' or 'assistant'"

@@ -88,7 +88,11 @@ impl ApiError {
         }
     }
 
-    pub fn bad_request(message: impl Into<String>, param: Option<&str>, code: Option<&'static str>) -> Self {
+    pub fn bad_request(
+        message: impl Into<String>,
+        param: Option<&str>,
+        code: Option<&'static str>,
+    ) -> Self {
         ApiError::BadRequest {
             message: message.into(),
             param: param.map(str::to_owned),

@@ -174,7 +174,8 @@ pub async fn run(cli: Cli) -> ExitCode {
     drop(out);
     if let Some(file) = &cli.addr_file {
         let doc = serde_json::json!({"deployments": addrs});
-        if let Err(e) = write_atomically(file, &serde_json::to_vec_pretty(&doc).unwrap_or_default()) {
+        if let Err(e) = write_atomically(file, &serde_json::to_vec_pretty(&doc).unwrap_or_default())
+        {
             eprintln!("error: cannot write {}: {e}", file.display());
             server.shutdown().await;
             return ExitCode::from(1);
@@ -232,7 +233,13 @@ mod tests {
     #[test]
     fn help_teaches_marker_faults_and_control_api() {
         let help = Cli::command().render_long_help().to_string();
-        for needle in ["[drill:rid=ID]", "stream_cut", "PUT    /_mock/faults", "api_base", "fail_then_pass"] {
+        for needle in [
+            "[drill:rid=ID]",
+            "stream_cut",
+            "PUT    /_mock/faults",
+            "api_base",
+            "fail_then_pass",
+        ] {
             assert!(help.contains(needle), "help lacks {needle}");
         }
     }

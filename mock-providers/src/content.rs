@@ -17,19 +17,80 @@ pub const fn estimate_tokens_from_chars(chars: u64) -> u64 {
 }
 
 const WORDS: &[&str] = &[
-    "switchyard", "signal", "track", "junction", "relay", "ballast", "sleeper", "points", "freight",
-    "platform", "timetable", "lantern", "coupling", "engine", "tender", "gauge", "siding", "depot",
-    "ticket", "carriage", "whistle", "semaphore", "viaduct", "tunnel", "crossing", "brake",
-    "shunter", "turntable", "roundhouse", "terminus", "route", "spur", "yard", "block", "token",
-    "interlock", "lever", "cabin", "wagon", "buffer", "axle", "bogie", "rail", "dispatch", "clear",
-    "caution", "proceed", "hold", "switch", "line", "up", "down", "main", "loop", "branch",
-    "express", "local", "night", "mail", "goods", "steam", "diesel", "electric", "arrival",
+    "switchyard",
+    "signal",
+    "track",
+    "junction",
+    "relay",
+    "ballast",
+    "sleeper",
+    "points",
+    "freight",
+    "platform",
+    "timetable",
+    "lantern",
+    "coupling",
+    "engine",
+    "tender",
+    "gauge",
+    "siding",
+    "depot",
+    "ticket",
+    "carriage",
+    "whistle",
+    "semaphore",
+    "viaduct",
+    "tunnel",
+    "crossing",
+    "brake",
+    "shunter",
+    "turntable",
+    "roundhouse",
+    "terminus",
+    "route",
+    "spur",
+    "yard",
+    "block",
+    "token",
+    "interlock",
+    "lever",
+    "cabin",
+    "wagon",
+    "buffer",
+    "axle",
+    "bogie",
+    "rail",
+    "dispatch",
+    "clear",
+    "caution",
+    "proceed",
+    "hold",
+    "switch",
+    "line",
+    "up",
+    "down",
+    "main",
+    "loop",
+    "branch",
+    "express",
+    "local",
+    "night",
+    "mail",
+    "goods",
+    "steam",
+    "diesel",
+    "electric",
+    "arrival",
 ];
 
 /// The answer's pieces: one per output token (and per stream chunk). The
 /// first piece has no leading space; the others have one.
 pub(crate) fn answer_pieces(seed: u64, deployment: &str, prompt: &str, n: u32) -> Vec<String> {
-    let base = StableHasher::new(seed).str("content").str(deployment).str(prompt).finish();
+    let base = StableHasher::new(seed)
+        .str("content")
+        .str(deployment)
+        .str(prompt)
+        .finish();
     (0..u64::from(n))
         .map(|i| {
             let word = WORDS[(mix(base ^ mix(i)) % WORDS.len() as u64) as usize];
@@ -48,7 +109,11 @@ pub(crate) fn answer_pieces(seed: u64, deployment: &str, prompt: &str, n: u32) -
 
 /// Deterministic embedding vector of `dims` floats in `[-1, 1)`.
 pub(crate) fn embedding(seed: u64, deployment: &str, input: &str, dims: usize) -> Vec<f32> {
-    let base = StableHasher::new(seed).str("embedding").str(deployment).str(input).finish();
+    let base = StableHasher::new(seed)
+        .str("embedding")
+        .str(deployment)
+        .str(input)
+        .finish();
     (0..dims as u64)
         .map(|i| {
             let u = crate::seeded::unit(mix(base ^ mix(i)));
@@ -70,7 +135,9 @@ pub(crate) fn collect_text(value: &Value, out: &mut String) {
                         if let Some(Value::String(t)) = obj.get("text") {
                             push_piece(out, t);
                         }
-                        if let Some(inner @ (Value::String(_) | Value::Array(_))) = obj.get("content") {
+                        if let Some(inner @ (Value::String(_) | Value::Array(_))) =
+                            obj.get("content")
+                        {
                             collect_text(inner, out);
                         }
                     }

@@ -30,7 +30,9 @@ fn ok(value: &Value) -> Reply {
 /// object `{"faults": [...]}`.
 pub fn parse_fault_rules(body: &[u8]) -> Result<Vec<FaultRule>, String> {
     if body.iter().all(u8::is_ascii_whitespace) {
-        return Err("empty body: expected a list of fault rules (send [] or DELETE to clear)".to_owned());
+        return Err(
+            "empty body: expected a list of fault rules (send [] or DELETE to clear)".to_owned(),
+        );
     }
     let value: serde_yaml::Value =
         serde_yaml::from_slice(body).map_err(|e| format!("body is neither JSON nor YAML: {e}"))?;
@@ -92,7 +94,13 @@ pub(crate) fn handle(dep: &Deployment, req: &Request) -> Reply {
             let since = match req.query_param("since").map(str::parse::<u64>) {
                 None => 0,
                 Some(Ok(n)) => n,
-                Some(Err(_)) => return error(400, "invalid_request", "since: expected a journal seq number"),
+                Some(Err(_)) => {
+                    return error(
+                        400,
+                        "invalid_request",
+                        "since: expected a journal seq number",
+                    )
+                }
             };
             ok(&serde_json::to_value(dep.journal(since)).unwrap_or(Value::Null))
         }
@@ -101,15 +109,24 @@ pub(crate) fn handle(dep: &Deployment, req: &Request) -> Reply {
             dep.reset();
             ok(&json!({"deployment": &*dep.id, "reset": true}))
         }
-        (_, "/_mock/health" | "/_mock/faults" | "/_mock/journal" | "/_mock/stats" | "/_mock/reset") => error(
+        (
+            _,
+            "/_mock/health" | "/_mock/faults" | "/_mock/journal" | "/_mock/stats" | "/_mock/reset",
+        ) => error(
             405,
             "method_not_allowed",
-            &format!("{} is not allowed on {}; endpoints: {ENDPOINTS}", req.method, req.path),
+            &format!(
+                "{} is not allowed on {}; endpoints: {ENDPOINTS}",
+                req.method, req.path
+            ),
         ),
         _ => error(
             404,
             "not_found",
-            &format!("unknown control endpoint {}; endpoints: {ENDPOINTS}", req.path),
+            &format!(
+                "unknown control endpoint {}; endpoints: {ENDPOINTS}",
+                req.path
+            ),
         ),
     }
 }
@@ -131,12 +148,15 @@ mod tests {
 
     #[test]
     fn errors_name_the_path() {
-        let err = parse_fault_rules(br#"[{"effect":{"type":"reset"}},{"effect":{"type":"explode"}}]"#).unwrap_err();
+        let err =
+            parse_fault_rules(br#"[{"effect":{"type":"reset"}},{"effect":{"type":"explode"}}]"#)
+                .unwrap_err();
         assert!(err.starts_with("[1].effect"), "{err}");
         assert!(err.contains("explode"), "{err}");
         let err = parse_fault_rules(b"").unwrap_err();
         assert!(err.contains("empty body"));
-        let err = parse_fault_rules(br#"{"faults":[{"effect":{"type":"http_error"}}]}"#).unwrap_err();
+        let err =
+            parse_fault_rules(br#"{"faults":[{"effect":{"type":"http_error"}}]}"#).unwrap_err();
         assert!(err.starts_with("faults[0].effect"), "{err}");
         assert!(err.contains("status"), "{err}");
     }

@@ -7,15 +7,21 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use parking_lot::RwLock;
+use tokio::sync::Notify;
 use tokio::time::Instant;
 
 use crate::anthropic;
 use crate::api::{Answer, ApiError, Call, Ctx, Finish};
 use crate::content::answer_pieces;
 use crate::duration::Delay;
-use crate::faults::{normalize_ids, validate_rules, ActiveRules, ContentPolicyMode, FaultEffect, FaultRule, SelectCtx};
+use crate::faults::{
+    normalize_ids, validate_rules, ActiveRules, ContentPolicyMode, FaultEffect, FaultRule,
+    SelectCtx,
+};
 use crate::http::{Action, Reply, ReplyBody, Request, StreamEnd};
-use crate::journal::{DeploymentStats, Endpoint, Journal, JournalEntry, JournalSnapshot, Outcome, StatsRecorder};
+use crate::journal::{
+    DeploymentStats, Endpoint, Journal, JournalEntry, JournalSnapshot, Outcome, StatsRecorder,
+};
 use crate::marker::extract_correlation_id;
 use crate::openai::{self, Flavor};
 use crate::seeded::StableHasher;
@@ -52,6 +58,9 @@ pub(crate) struct Deployment {
     journal: Journal,
     stats: StatsRecorder,
     requests: AtomicU64,
+    /// Responses ended since start/reset, with a wake-up for waiters.
+    completed: AtomicU64,
+    completed_changed: Notify,
 }
 
 impl Deployment {
@@ -68,6 +77,8 @@ impl Deployment {
             journal: Journal::new(journal_capacity),
             stats: StatsRecorder::default(),
             requests: AtomicU64::new(0),
+            completed: AtomicU64::new(0),
+            completed_changed: Notify::new(),
         }
     }
 
@@ -85,7 +96,12 @@ impl Deployment {
     }
 
     pub fn faults(&self) -> Vec<FaultRule> {
-        self.faults.read().rules.iter().map(|r| r.rule.clone()).collect()
+        self.faults
+            .read()
+            .rules
+            .iter()
+            .map(|r| r.rule.clone())
+            .collect()
     }
 
     pub fn journal(&self, since: u64) -> JournalSnapshot {
@@ -93,7 +109,8 @@ impl Deployment {
     }
 
     pub fn stats(&self) -> DeploymentStats {
-        self.stats.snapshot(&self.id, self.spec.dialect, &self.journal)
+        self.stats
+            .snapshot(&self.id, self.spec.dialect, &self.journal)
     }
 
     /// Back to the start state: no faults, empty journal, zero counters.
@@ -102,6 +119,21 @@ impl Deployment {
         self.journal.clear();
         self.stats.clear();
         self.requests.store(0, Ordering::Relaxed);
+        self.completed.store(0, Ordering::Release);
+    }
+
+    /// Waits until at least `n` responses have ended (journal entries were
+    /// recorded) since start or the last reset.
+    pub async fn wait_completed(&self, n: u64) {
+        loop {
+            let notified = self.completed_changed.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if self.completed.load(Ordering::Acquire) >= n {
+                return;
+            }
+            notified.await;
+        }
     }
 
     fn new_draft(&self, method: &str, path: &str) -> Draft {
@@ -125,7 +157,11 @@ impl Deployment {
     pub fn unreadable(&self, status: u16) -> Draft {
         self.stats.request_received();
         let mut d = self.new_draft("", "");
-        d.rejected = Some(if status == 400 { "bad_request" } else { "too_large" });
+        d.rejected = Some(if status == 400 {
+            "bad_request"
+        } else {
+            "too_large"
+        });
         d
     }
 
@@ -149,6 +185,8 @@ impl Deployment {
             rejected: draft.rejected.map(str::to_owned),
             outcome,
         });
+        self.completed.fetch_add(1, Ordering::Release);
+        self.completed_changed.notify_waiters();
     }
 
     /// Plans the response to an API request.
@@ -157,10 +195,24 @@ impl Deployment {
         let request_no = self.requests.fetch_add(1, Ordering::Relaxed);
         let mut draft = self.new_draft(&req.method, &req.path);
         let action = self.plan(req, request_no, &mut draft);
+        if draft.rejected.is_some() && draft.correlation_id.is_none() {
+            // Refused before the body was understood: the marker may still
+            // be in the raw bytes (a gateway that forgot the key, say).
+            draft.correlation_id = std::str::from_utf8(&req.body)
+                .ok()
+                .and_then(extract_correlation_id)
+                .map(str::to_owned);
+        }
         (action, draft)
     }
 
-    fn ctx<'a>(&'a self, request_no: u64, model: &'a str, prompt_tokens: u64, req: &'a Request) -> Ctx<'a> {
+    fn ctx<'a>(
+        &'a self,
+        request_no: u64,
+        model: &'a str,
+        prompt_tokens: u64,
+        req: &'a Request,
+    ) -> Ctx<'a> {
         Ctx {
             seed: self.seed,
             deployment: &self.id,
@@ -199,7 +251,11 @@ impl Deployment {
         // Route.
         let (endpoint, azure_deployment) = match dialect {
             Dialect::Openai | Dialect::Azure => {
-                let flavor = if dialect == Dialect::Azure { Flavor::Azure } else { Flavor::OpenAi };
+                let flavor = if dialect == Dialect::Azure {
+                    Flavor::Azure
+                } else {
+                    Flavor::OpenAi
+                };
                 let (route, dep) = openai::route(flavor, req);
                 let endpoint = match route {
                     openai::Route::Chat => Endpoint::Chat,
@@ -245,7 +301,9 @@ impl Deployment {
                 ..Call::default()
             }),
             (Dialect::Anthropic, _) => anthropic::parse_messages(&req.body),
-            (Dialect::Openai, Endpoint::Chat) => openai::parse_chat(Flavor::OpenAi, &req.body, None),
+            (Dialect::Openai, Endpoint::Chat) => {
+                openai::parse_chat(Flavor::OpenAi, &req.body, None)
+            }
             (Dialect::Azure, Endpoint::Chat) => {
                 openai::parse_chat(Flavor::Azure, &req.body, azure_deployment.as_deref())
             }
@@ -256,14 +314,7 @@ impl Deployment {
         };
         let call = match parsed {
             Ok(c) => c,
-            Err(e) => {
-                // Keep what can be known for the journal.
-                draft.correlation_id = std::str::from_utf8(&req.body)
-                    .ok()
-                    .and_then(extract_correlation_id)
-                    .map(str::to_owned);
-                return self.reject(&e, &early, draft);
-            }
+            Err(e) => return self.reject(&e, &early, draft),
         };
         draft.model = call.model.clone();
         draft.stream = call.stream;
@@ -334,7 +385,9 @@ impl Deployment {
             } => {
                 let mut headers = vec![(
                     "content-type",
-                    content_type.clone().unwrap_or_else(|| "text/html".to_owned()),
+                    content_type
+                        .clone()
+                        .unwrap_or_else(|| "text/html".to_owned()),
                 )];
                 crate::api::retry_after_headers(retry_after, &mut headers);
                 Action::Respond(Reply {
@@ -359,7 +412,10 @@ impl Deployment {
                 },
                 ctx,
             ),
-            FaultEffect::RateLimit { retry_after, message } => self.render_error(
+            FaultEffect::RateLimit {
+                retry_after,
+                message,
+            } => self.render_error(
                 &ApiError::RateLimited {
                     retry_after: retry_after.clone(),
                     message: message.clone(),
@@ -390,7 +446,10 @@ impl Deployment {
                 },
                 ctx,
             ),
-            FaultEffect::StreamInbandError { after_chunks, message } => {
+            FaultEffect::StreamInbandError {
+                after_chunks,
+                message,
+            } => {
                 let event = match self.spec.dialect {
                     Dialect::Anthropic => anthropic::inband_error(message.as_deref()),
                     _ => openai::inband_error(message.as_deref()),
@@ -423,7 +482,10 @@ impl Deployment {
                 Action::Respond(reply)
             }
             FaultEffect::ContextWindowExceeded {} => {
-                let window = self.spec.context_window.unwrap_or(DEFAULT_REPORTED_CONTEXT_WINDOW);
+                let window = self
+                    .spec
+                    .context_window
+                    .unwrap_or(DEFAULT_REPORTED_CONTEXT_WINDOW);
                 self.render_error(
                     &ApiError::ContextWindow {
                         window,
@@ -476,7 +538,11 @@ impl Deployment {
         latency: Option<(Option<Delay>, Option<Delay>)>,
     ) -> Reply {
         if call.endpoint == Some(Endpoint::Embeddings) {
-            let flavor = if self.spec.dialect == Dialect::Azure { Flavor::Azure } else { Flavor::OpenAi };
+            let flavor = if self.spec.dialect == Dialect::Azure {
+                Flavor::Azure
+            } else {
+                Flavor::OpenAi
+            };
             let mut reply = openai::embeddings_reply(flavor, ctx, call);
             let (ttft, _) = self.delays(latency);
             reply.delay = ttft.sample(self.latency_key(ctx, 0));

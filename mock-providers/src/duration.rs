@@ -28,9 +28,9 @@ fn parse_signed_ms_f64(text: &str) -> Result<f64, String> {
     if t == "0" || t == "-0" {
         return Ok(0.0);
     }
-    let split = t
-        .find(|c: char| c.is_ascii_alphabetic())
-        .ok_or_else(|| format!("duration {text:?} needs a unit: us, ms, s, m or h (e.g. \"120ms\")"))?;
+    let split = t.find(|c: char| c.is_ascii_alphabetic()).ok_or_else(|| {
+        format!("duration {text:?} needs a unit: us, ms, s, m or h (e.g. \"120ms\")")
+    })?;
     let (num, unit) = t.split_at(split);
     let value: f64 = num
         .trim()
@@ -338,7 +338,9 @@ mod tests {
         assert_eq!(parse_duration("250us").unwrap(), Duration::from_micros(250));
         assert_eq!(parse_duration("0").unwrap(), Duration::ZERO);
         assert!(parse_duration("12").unwrap_err().contains("needs a unit"));
-        assert!(parse_duration("3 fortnights").unwrap_err().contains("unknown unit"));
+        assert!(parse_duration("3 fortnights")
+            .unwrap_err()
+            .contains("unknown unit"));
         assert!(parse_duration("-1s").unwrap_err().contains("negative"));
     }
 

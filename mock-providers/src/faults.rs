@@ -62,7 +62,11 @@ pub enum FaultEffect {
         status: u16,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         message: Option<String>,
-        #[serde(default, deserialize_with = "retry_after_list", skip_serializing_if = "Vec::is_empty")]
+        #[serde(
+            default,
+            deserialize_with = "retry_after_list",
+            skip_serializing_if = "Vec::is_empty"
+        )]
         retry_after: Vec<RetryAfter>,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         body: Option<String>,
@@ -72,7 +76,11 @@ pub enum FaultEffect {
     /// 429 with the provider's rate-limit body and headers, plus each
     /// `retry_after` form listed (none by default).
     RateLimit {
-        #[serde(default, deserialize_with = "retry_after_list", skip_serializing_if = "Vec::is_empty")]
+        #[serde(
+            default,
+            deserialize_with = "retry_after_list",
+            skip_serializing_if = "Vec::is_empty"
+        )]
         retry_after: Vec<RetryAfter>,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         message: Option<String>,
@@ -80,7 +88,11 @@ pub enum FaultEffect {
     /// Anthropic: 529 `overloaded_error`. OpenAI/Azure have no 529: they get
     /// their 503 "overloaded" answer.
     Overloaded {
-        #[serde(default, deserialize_with = "retry_after_list", skip_serializing_if = "Vec::is_empty")]
+        #[serde(
+            default,
+            deserialize_with = "retry_after_list",
+            skip_serializing_if = "Vec::is_empty"
+        )]
         retry_after: Vec<RetryAfter>,
     },
     /// Replaces the baseline time to first token and/or inter-chunk delay of a
@@ -253,7 +265,10 @@ enum RetryAfterRepr {
 
 impl<'de> Deserialize<'de> for RetryAfter {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let repr: RetryAfterRepr = map_enum(d, "a retry-after form: {seconds: N}, {ms: N}, {http_date_in: 2s} or {raw: text}")?;
+        let repr: RetryAfterRepr = map_enum(
+            d,
+            "a retry-after form: {seconds: N}, {ms: N}, {http_date_in: 2s} or {raw: text}",
+        )?;
         Ok(match repr {
             RetryAfterRepr::Seconds(s) => RetryAfter::Seconds(s),
             RetryAfterRepr::Ms(ms) => RetryAfter::Ms(ms),
@@ -309,7 +324,9 @@ fn retry_after_list<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<RetryAfter>, 
             )
         }
         fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
-            Ok(vec![RetryAfter::deserialize(de::value::MapAccessDeserializer::new(map))?])
+            Ok(vec![RetryAfter::deserialize(
+                de::value::MapAccessDeserializer::new(map),
+            )?])
         }
         fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
             let mut out = Vec::new();
@@ -391,9 +408,9 @@ impl<'de> Deserialize<'de> for Selection {
 impl Selection {
     fn validate(&self) -> Result<(), String> {
         match *self {
-            Selection::Probability(p) if !(0.0..=1.0).contains(&p) || p.is_nan() => Err(format!(
-                "selection.probability: {p} is outside [0, 1]"
-            )),
+            Selection::Probability(p) if !(0.0..=1.0).contains(&p) || p.is_nan() => {
+                Err(format!("selection.probability: {p} is outside [0, 1]"))
+            }
             Selection::EveryNth(0) => Err("selection.every_nth: must be at least 1".to_owned()),
             _ => Ok(()),
         }
@@ -416,9 +433,15 @@ pub fn validate_rules(rules: &[FaultRule]) -> Result<(), Vec<String>> {
     let mut errors = Vec::new();
     let mut ids = BTreeSet::new();
     for (i, r) in rules.iter().enumerate() {
-        let id = if r.id.is_empty() { r.effect.kind() } else { r.id.as_str() };
+        let id = if r.id.is_empty() {
+            r.effect.kind()
+        } else {
+            r.id.as_str()
+        };
         if id.len() > 128 || id.contains(['\r', '\n']) {
-            errors.push(format!("[{i}].id: must be at most 128 characters on one line"));
+            errors.push(format!(
+                "[{i}].id: must be at most 128 characters on one line"
+            ));
         } else if !ids.insert(id) {
             errors.push(format!(
                 "[{i}].id: duplicate fault id {id:?} (give each rule its own `id`)"
@@ -584,9 +607,14 @@ mod tests {
     #[test]
     fn unknown_fields_and_types_are_rejected() {
         assert!(serde_yaml::from_str::<FaultRule>("{effect: {type: reset, extra: 1}}").is_err());
-        assert!(serde_yaml::from_str::<FaultRule>("{effect: {type: http_error, status: 503, colour: red}}").is_err());
+        assert!(serde_yaml::from_str::<FaultRule>(
+            "{effect: {type: http_error, status: 503, colour: red}}"
+        )
+        .is_err());
         assert!(serde_yaml::from_str::<FaultRule>("{effect: {type: explode}}").is_err());
-        assert!(serde_yaml::from_str::<FaultRule>("{effect: {type: reset}, when: always}").is_err());
+        assert!(
+            serde_yaml::from_str::<FaultRule>("{effect: {type: reset}, when: always}").is_err()
+        );
     }
 
     #[test]
@@ -648,8 +676,9 @@ mod tests {
 
     #[test]
     fn fail_then_pass_counts_per_correlation_id() {
-        let rules = ActiveRules::new(vec![FaultRule::new("ftp", FaultEffect::Reset {})
-            .with_selection(Selection::FailThenPass(2))]);
+        let rules =
+            ActiveRules::new(vec![FaultRule::new("ftp", FaultEffect::Reset {})
+                .with_selection(Selection::FailThenPass(2))]);
         let with = |id: &'static str| SelectCtx {
             correlation_id: Some(id),
             ..ctx(false)

@@ -326,7 +326,9 @@ impl Conn {
             _ => return Err(ReadError::Malformed("unsupported HTTP version")),
         };
         if !target.starts_with('/') {
-            return Err(ReadError::Malformed("request target must be an absolute path"));
+            return Err(ReadError::Malformed(
+                "request target must be an absolute path",
+            ));
         }
         let (path, query) = match target.split_once('?') {
             Some((p, q)) => (p.to_owned(), Some(q.to_owned())),
@@ -345,7 +347,12 @@ impl Conn {
             }
             headers.push((name.to_ascii_lowercase(), value.trim().to_owned()));
         }
-        let get = |n: &str| headers.iter().find(|(k, _)| k == n).map(|(_, v)| v.as_str());
+        let get = |n: &str| {
+            headers
+                .iter()
+                .find(|(k, _)| k == n)
+                .map(|(_, v)| v.as_str())
+        };
         let connection = get("connection").map(str::to_ascii_lowercase);
         let keep_alive = match connection.as_deref() {
             Some(c) if c.contains("close") => false,
@@ -555,7 +562,11 @@ impl Conn {
 
     async fn respond(&mut self, reply: Reply, keep_alive: bool) -> (Outcome, After) {
         let close = reply.close || !keep_alive || reply.close_after_bytes.is_some();
-        let after = if close { After::Close } else { After::KeepAlive };
+        let after = if close {
+            After::Close
+        } else {
+            After::KeepAlive
+        };
         let status = reply.status;
         let not_sent = |end| {
             (
@@ -600,7 +611,9 @@ impl Conn {
             }
             ReplyBody::Stream(plan) => {
                 let mut chunks = 0u32;
-                let result = self.stream_body(status, &reply.headers, plan, close, &mut chunks).await;
+                let result = self
+                    .stream_body(status, &reply.headers, plan, close, &mut chunks)
+                    .await;
                 let (end, after) = match result {
                     Ok(StreamDone::Complete) => (EndKind::Complete, after),
                     Ok(StreamDone::Inband) => (EndKind::InbandError, after),

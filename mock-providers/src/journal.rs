@@ -256,7 +256,12 @@ impl StatsRecorder {
         }
     }
 
-    pub fn snapshot(&self, deployment: &str, dialect: Dialect, journal: &Journal) -> DeploymentStats {
+    pub fn snapshot(
+        &self,
+        deployment: &str,
+        dialect: Dialect,
+        journal: &Journal,
+    ) -> DeploymentStats {
         let (journal_len, journal_dropped) = journal.len_and_dropped();
         let c = self.counters.lock();
         DeploymentStats {

@@ -94,9 +94,12 @@ pub use content::estimate_tokens;
 pub use control::{parse_fault_rules, CONTROL_PREFIX};
 pub use deployment::DEFAULT_REPORTED_CONTEXT_WINDOW;
 pub use duration::{Delay, HumanDuration, SignedDuration};
-pub use faults::{validate_rules, ContentPolicyMode, FaultEffect, FaultRule, RetryAfter, Selection};
+pub use faults::{
+    validate_rules, ContentPolicyMode, FaultEffect, FaultRule, RetryAfter, Selection,
+};
 pub use journal::{
-    DeploymentStats, EndKind, Endpoint, JournalEntry, JournalSnapshot, Outcome, JOURNAL_SCHEMA_VERSION,
+    DeploymentStats, EndKind, Endpoint, JournalEntry, JournalSnapshot, Outcome,
+    JOURNAL_SCHEMA_VERSION,
 };
 pub use marker::{extract_correlation_id, marker, MARKER_PREFIX};
 pub use seeded::selection_draw;

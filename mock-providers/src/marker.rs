@@ -54,7 +54,10 @@ mod tests {
     #[test]
     fn finds_marker_anywhere() {
         assert_eq!(extract_correlation_id("[drill:rid=a]"), Some("a"));
-        assert_eq!(extract_correlation_id("x\n[drill:rid=A_b.c-9]\ny"), Some("A_b.c-9"));
+        assert_eq!(
+            extract_correlation_id("x\n[drill:rid=A_b.c-9]\ny"),
+            Some("A_b.c-9")
+        );
     }
 
     #[test]

@@ -5,8 +5,8 @@
 use serde_json::{json, Map, Value};
 
 use crate::api::{
-    announced_millis, go_duration, json_type, retry_after_headers, sse_data, to_body, Answer, ApiError,
-    Call, Ctx, Finish,
+    announced_millis, go_duration, json_type, retry_after_headers, sse_data, to_body, Answer,
+    ApiError, Call, Ctx, Finish,
 };
 use crate::content::{collect_text, embedding, estimate_tokens, estimate_tokens_from_chars};
 use crate::http::{Reply, ReplyBody, Request, StreamPlan};
@@ -79,7 +79,10 @@ pub(crate) fn check_auth(flavor: Flavor, req: &Request, api_key: &str) -> Result
     match flavor {
         Flavor::OpenAi => match req.header("authorization") {
             None => Err(ApiError::AuthMissing),
-            Some(v) => match v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")) {
+            Some(v) => match v
+                .strip_prefix("Bearer ")
+                .or_else(|| v.strip_prefix("bearer "))
+            {
                 Some(key) if key.trim() == api_key => Ok(()),
                 _ => Err(ApiError::AuthInvalid),
             },
@@ -115,7 +118,11 @@ fn invalid_type(param: &str, expected: &str, got: &Value) -> ApiError {
     )
 }
 
-fn model_field(flavor: Flavor, obj: &Map<String, Value>, azure_deployment: Option<&str>) -> Result<Option<String>, ApiError> {
+fn model_field(
+    flavor: Flavor,
+    obj: &Map<String, Value>,
+    azure_deployment: Option<&str>,
+) -> Result<Option<String>, ApiError> {
     match (obj.get("model"), flavor) {
         (Some(Value::String(m)), Flavor::OpenAi) if !m.is_empty() => Ok(Some(m.clone())),
         (Some(v @ (Value::Bool(_) | Value::Number(_) | Value::Array(_) | Value::Object(_))), _) => {
@@ -131,10 +138,21 @@ fn model_field(flavor: Flavor, obj: &Map<String, Value>, azure_deployment: Optio
     }
 }
 
-const ROLES: &[&str] = &["system", "developer", "user", "assistant", "tool", "function"];
+const ROLES: &[&str] = &[
+    "system",
+    "developer",
+    "user",
+    "assistant",
+    "tool",
+    "function",
+];
 
 /// Validates a chat-completions body.
-pub(crate) fn parse_chat(flavor: Flavor, body: &[u8], azure_deployment: Option<&str>) -> Result<Call, ApiError> {
+pub(crate) fn parse_chat(
+    flavor: Flavor,
+    body: &[u8],
+    azure_deployment: Option<&str>,
+) -> Result<Call, ApiError> {
     let obj = parse_object(body)?;
     let model = model_field(flavor, &obj, azure_deployment)?;
     let messages = match obj.get("messages") {
@@ -199,7 +217,9 @@ pub(crate) fn parse_chat(flavor: Flavor, body: &[u8], azure_deployment: Option<&
                     None,
                 ));
             }
-            o.get("include_usage").and_then(Value::as_bool).unwrap_or(false)
+            o.get("include_usage")
+                .and_then(Value::as_bool)
+                .unwrap_or(false)
         }
         Some(other) => return Err(invalid_type("stream_options", "an object", other)),
     };
@@ -232,7 +252,11 @@ pub(crate) fn parse_chat(flavor: Flavor, body: &[u8], azure_deployment: Option<&
 }
 
 /// Validates an embeddings body.
-pub(crate) fn parse_embeddings(flavor: Flavor, body: &[u8], azure_deployment: Option<&str>) -> Result<Call, ApiError> {
+pub(crate) fn parse_embeddings(
+    flavor: Flavor,
+    body: &[u8],
+    azure_deployment: Option<&str>,
+) -> Result<Call, ApiError> {
     let obj = parse_object(body)?;
     let model = model_field(flavor, &obj, azure_deployment)?;
     let mut inputs = Vec::new();
@@ -276,7 +300,13 @@ pub(crate) fn parse_embeddings(flavor: Flavor, body: &[u8], azure_deployment: Op
         Some(Value::Number(n)) if n.as_u64().is_some_and(|d| (1..=8192).contains(&d)) => {
             n.as_u64().map(|d| d as usize)
         }
-        Some(other) => return Err(invalid_type("dimensions", "an integer between 1 and 8192", other)),
+        Some(other) => {
+            return Err(invalid_type(
+                "dimensions",
+                "an integer between 1 and 8192",
+                other,
+            ))
+        }
     };
     let text_chars: u64 = obj
         .get("input")
@@ -302,17 +332,31 @@ pub(crate) fn parse_embeddings(flavor: Flavor, body: &[u8], azure_deployment: Op
 }
 
 /// Headers every OpenAI/Azure response carries.
-fn base_headers(flavor: Flavor, ctx: &Ctx<'_>, remaining_requests: u64, reset_requests_ms: i64) -> Vec<(&'static str, String)> {
+fn base_headers(
+    flavor: Flavor,
+    ctx: &Ctx<'_>,
+    remaining_requests: u64,
+    reset_requests_ms: i64,
+) -> Vec<(&'static str, String)> {
     let remaining_tokens = RATE_LIMIT_TOKENS.saturating_sub(ctx.prompt_tokens);
     match flavor {
         Flavor::OpenAi => vec![
-            ("x-request-id", format!("req_{}", hex_id(ctx.id_bits("request-id"), 32))),
+            (
+                "x-request-id",
+                format!("req_{}", hex_id(ctx.id_bits("request-id"), 32)),
+            ),
             ("openai-organization", "org-mock".to_owned()),
             ("openai-processing-ms", "1".to_owned()),
             ("openai-version", OPENAI_VERSION.to_owned()),
-            ("x-ratelimit-limit-requests", RATE_LIMIT_REQUESTS.to_string()),
+            (
+                "x-ratelimit-limit-requests",
+                RATE_LIMIT_REQUESTS.to_string(),
+            ),
             ("x-ratelimit-limit-tokens", RATE_LIMIT_TOKENS.to_string()),
-            ("x-ratelimit-remaining-requests", remaining_requests.to_string()),
+            (
+                "x-ratelimit-remaining-requests",
+                remaining_requests.to_string(),
+            ),
             ("x-ratelimit-remaining-tokens", remaining_tokens.to_string()),
             ("x-ratelimit-reset-requests", go_duration(reset_requests_ms)),
             ("x-ratelimit-reset-tokens", "0s".to_owned()),
@@ -323,7 +367,10 @@ fn base_headers(flavor: Flavor, ctx: &Ctx<'_>, remaining_requests: u64, reset_re
                 ("x-request-id", id.clone()),
                 ("apim-request-id", id),
                 ("x-ms-region", "Mock Region".to_owned()),
-                ("x-ratelimit-remaining-requests", remaining_requests.to_string()),
+                (
+                    "x-ratelimit-remaining-requests",
+                    remaining_requests.to_string(),
+                ),
                 ("x-ratelimit-remaining-tokens", remaining_tokens.to_string()),
             ]
         }
@@ -334,7 +381,12 @@ fn success_headers(flavor: Flavor, ctx: &Ctx<'_>) -> Vec<(&'static str, String)>
     base_headers(flavor, ctx, RATE_LIMIT_REQUESTS - 1, 6)
 }
 
-fn openai_error_body(message: &str, kind: Option<&str>, param: Option<&str>, code: Option<&str>) -> Value {
+fn openai_error_body(
+    message: &str,
+    kind: Option<&str>,
+    param: Option<&str>,
+    code: Option<&str>,
+) -> Value {
     json!({"error": {"message": message, "type": kind, "param": param, "code": code}})
 }
 
@@ -342,15 +394,18 @@ fn azure_platform_error(code: &str, message: &str) -> Value {
     json!({"error": {"code": code, "message": message}})
 }
 
-const SERVER_ERROR: &str = "The server had an error while processing your request. Sorry about that!";
-const AZURE_SERVER_ERROR: &str = "The server had an error processing your request. Sorry about that! \
+const SERVER_ERROR: &str =
+    "The server had an error while processing your request. Sorry about that!";
+const AZURE_SERVER_ERROR: &str =
+    "The server had an error processing your request. Sorry about that! \
 You can retry your request, or contact us through an Azure support request at: \
 https://go.microsoft.com/fwlink/?linkid=2213926 if you keep seeing this error.";
 const OVERLOADED: &str = "The engine is currently overloaded, please try again later.";
 const AZURE_CONTENT_FILTER: &str = "The response was filtered due to the prompt triggering Azure \
 OpenAI's content management policy. Please modify your prompt and retry. To learn more about our \
 content filtering policies please read our documentation: https://go.microsoft.com/fwlink/?linkid=2198766";
-const AZURE_AUTH: &str = "Access denied due to invalid subscription key or wrong API endpoint. Make \
+const AZURE_AUTH: &str =
+    "Access denied due to invalid subscription key or wrong API endpoint. Make \
 sure to provide a valid key for an active subscription and use a correct regional API endpoint for \
 your resource.";
 
@@ -563,7 +618,15 @@ fn completion_id(ctx: &Ctx<'_>) -> String {
 }
 
 fn fingerprint(ctx: &Ctx<'_>) -> String {
-    format!("fp_{}", hex_id(crate::seeded::StableHasher::new(ctx.seed).str(ctx.deployment).finish(), 10))
+    format!(
+        "fp_{}",
+        hex_id(
+            crate::seeded::StableHasher::new(ctx.seed)
+                .str(ctx.deployment)
+                .finish(),
+            10
+        )
+    )
 }
 
 /// A non-streaming chat completion.
@@ -631,7 +694,10 @@ pub(crate) fn chat_stream(flavor: Flavor, ctx: &Ctx<'_>, call: &Call, answer: &A
         let mut c = json!({"index": 0, "delta": delta, "logprobs": null, "finish_reason": finish});
         if azure {
             if let Some(obj) = c.as_object_mut() {
-                obj.insert("content_filter_results".to_owned(), filters.unwrap_or_else(|| json!({})));
+                obj.insert(
+                    "content_filter_results".to_owned(),
+                    filters.unwrap_or_else(|| json!({})),
+                );
             }
         }
         c
@@ -649,13 +715,21 @@ pub(crate) fn chat_stream(flavor: Flavor, ctx: &Ctx<'_>, call: &Call, answer: &A
         })));
     }
     plan.preamble.push(chunk(
-        json!([choice(json!({"role": "assistant", "content": "", "refusal": null}), None, None)]),
+        json!([choice(
+            json!({"role": "assistant", "content": "", "refusal": null}),
+            None,
+            None
+        )]),
         None,
     ));
     let filtered = answer.finish == Finish::ContentFilter;
     for piece in &answer.pieces {
         plan.content.push(chunk(
-            json!([choice(json!({"content": piece}), None, azure.then(|| filter_results(None)))]),
+            json!([choice(
+                json!({"content": piece}),
+                None,
+                azure.then(|| filter_results(None))
+            )]),
             None,
         ));
     }
@@ -675,7 +749,10 @@ pub(crate) fn chat_stream(flavor: Flavor, ctx: &Ctx<'_>, call: &Call, answer: &A
     }
     plan.terminator = b"data: [DONE]\n\n".to_vec();
     let mut headers = vec![
-        ("content-type", "text/event-stream; charset=utf-8".to_owned()),
+        (
+            "content-type",
+            "text/event-stream; charset=utf-8".to_owned(),
+        ),
         ("cache-control", "no-cache".to_owned()),
     ];
     headers.extend(success_headers(flavor, ctx));
@@ -762,42 +839,93 @@ mod tests {
     #[test]
     fn validation_messages_match_openai() {
         let err = |b: &str| match parse_chat(Flavor::OpenAi, b.as_bytes(), None) {
-            Err(ApiError::BadRequest { message, param, code }) => (message, param, code),
+            Err(ApiError::BadRequest {
+                message,
+                param,
+                code,
+            }) => (message, param, code),
             other => panic!("{other:?}"),
         };
-        assert!(err("{not json").0.starts_with("We could not parse the JSON body"));
-        assert_eq!(err(r#"{"messages":[]}"#).0, "you must provide a model parameter");
+        assert!(err("{not json")
+            .0
+            .starts_with("We could not parse the JSON body"));
+        assert_eq!(
+            err(r#"{"messages":[]}"#).0,
+            "you must provide a model parameter"
+        );
         let (_, param, code) = err(r#"{"model":"m"}"#);
-        assert_eq!((param.as_deref(), code), (Some("messages"), Some("missing_required_parameter")));
+        assert_eq!(
+            (param.as_deref(), code),
+            (Some("messages"), Some("missing_required_parameter"))
+        );
         assert_eq!(err(r#"{"model":"m","messages":[]}"#).2, Some("empty_array"));
-        assert_eq!(err(r#"{"model":"m","messages":[{"content":"x"}]}"#).1.as_deref(), Some("messages[0].role"));
-        assert_eq!(err(r#"{"model":"m","messages":[{"role":"robot"}]}"#).2, Some("invalid_value"));
-        assert_eq!(err(r#"{"model":"m","messages":[{"role":"user"}],"stream":"yes"}"#).2, Some("invalid_type"));
+        assert_eq!(
+            err(r#"{"model":"m","messages":[{"content":"x"}]}"#)
+                .1
+                .as_deref(),
+            Some("messages[0].role")
+        );
+        assert_eq!(
+            err(r#"{"model":"m","messages":[{"role":"robot"}]}"#).2,
+            Some("invalid_value")
+        );
+        assert_eq!(
+            err(r#"{"model":"m","messages":[{"role":"user"}],"stream":"yes"}"#).2,
+            Some("invalid_type")
+        );
         assert_eq!(
             err(r#"{"model":"m","messages":[{"role":"user"}],"stream_options":{"include_usage":true}}"#).1.as_deref(),
             Some("stream_options")
         );
-        assert_eq!(err(r#"{"model":"m","messages":[{"role":"user"}],"max_tokens":0}"#).2, Some("integer_below_min_value"));
+        assert_eq!(
+            err(r#"{"model":"m","messages":[{"role":"user"}],"max_tokens":0}"#).2,
+            Some("integer_below_min_value")
+        );
     }
 
     #[test]
     fn azure_takes_the_model_from_the_path() {
-        let call = parse_chat(Flavor::Azure, br#"{"messages":[{"role":"user","content":"hi"}]}"#, Some("dep")).unwrap();
+        let call = parse_chat(
+            Flavor::Azure,
+            br#"{"messages":[{"role":"user","content":"hi"}]}"#,
+            Some("dep"),
+        )
+        .unwrap();
         assert_eq!(call.model.as_deref(), Some("dep"));
         assert_eq!(call.prompt_tokens, 1);
     }
 
     #[test]
     fn error_shapes() {
-        let r = error_reply(Flavor::OpenAi, &ApiError::ContextWindow { window: 10, prompt_tokens: 20 }, &ctx());
+        let r = error_reply(
+            Flavor::OpenAi,
+            &ApiError::ContextWindow {
+                window: 10,
+                prompt_tokens: 20,
+            },
+            &ctx(),
+        );
         assert_eq!(r.status, 400);
         assert_eq!(body(&r)["error"]["code"], "context_length_exceeded");
         let r = error_reply(Flavor::Azure, &ApiError::AuthMissing, &ctx());
         assert_eq!(body(&r)["error"]["code"], "401");
         let r = error_reply(Flavor::Azure, &ApiError::ContentPolicy, &ctx());
-        assert_eq!(body(&r)["error"]["innererror"]["code"], "ResponsibleAIPolicyViolation");
-        let r = error_reply(Flavor::OpenAi, &ApiError::RateLimited { retry_after: vec![], message: None }, &ctx());
+        assert_eq!(
+            body(&r)["error"]["innererror"]["code"],
+            "ResponsibleAIPolicyViolation"
+        );
+        let r = error_reply(
+            Flavor::OpenAi,
+            &ApiError::RateLimited {
+                retry_after: vec![],
+                message: None,
+            },
+            &ctx(),
+        );
         assert_eq!(r.status, 429);
-        assert!(r.headers.iter().any(|(n, v)| *n == "x-ratelimit-remaining-requests" && v == "0"));
+        assert!(r
+            .headers
+            .iter()
+            .any(|(n, v)| *n == "x-ratelimit-remaining-requests" && v == "0"));
     }
 }

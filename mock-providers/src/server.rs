@@ -118,7 +118,12 @@ impl MockServer {
         let tracker = TaskTracker::new();
         let mut served = Vec::with_capacity(bound.len());
         for (d, listener, addr) in bound {
-            let deployment = Arc::new(Deployment::new(d, spec.seed, spec.journal_capacity, started));
+            let deployment = Arc::new(Deployment::new(
+                d,
+                spec.seed,
+                spec.journal_capacity,
+                started,
+            ));
             tracker.spawn(accept_loop(
                 listener,
                 deployment.clone(),
@@ -146,7 +151,10 @@ impl MockServer {
 
     /// Deployment ids, in spec order.
     pub fn deployment_ids(&self) -> Vec<String> {
-        self.served.iter().map(|s| s.deployment.id.to_string()).collect()
+        self.served
+            .iter()
+            .map(|s| s.deployment.id.to_string())
+            .collect()
     }
 
     /// The socket address of a deployment.
@@ -180,7 +188,11 @@ impl MockServer {
     /// If `id` is not a deployment of this server.
     pub fn api_base(&self, id: &str) -> String {
         match self.find(id) {
-            Ok(s) => format!("http://{}{}", s.addr, s.deployment.dialect().api_base_suffix()),
+            Ok(s) => format!(
+                "http://{}{}",
+                s.addr,
+                s.deployment.dialect().api_base_suffix()
+            ),
             Err(e) => panic!("{e}"),
         }
     }
@@ -223,15 +235,26 @@ impl MockServer {
             .iter()
             .flat_map(|s| s.deployment.journal(0).entries)
             .collect();
-        all.sort_by(|a, b| {
-            (a.t_ms, &a.deployment, a.seq).cmp(&(b.t_ms, &b.deployment, b.seq))
-        });
+        all.sort_by(|a, b| (a.t_ms, &a.deployment, a.seq).cmp(&(b.t_ms, &b.deployment, b.seq)));
         all
     }
 
     /// One deployment's journal from `seq` `since` on, with its drop count.
     pub fn journal_of(&self, id: &str, since: u64) -> Result<JournalSnapshot, MockError> {
         Ok(self.find(id)?.deployment.journal(since))
+    }
+
+    /// Waits until deployment `id` has recorded at least `n` journal
+    /// entries since start or the last reset, for at most `within`.
+    /// Returns whether that happened (false on timeout or unknown id): the
+    /// readiness signal for tests and drills, no polling needed.
+    pub async fn wait_for_completed(&self, id: &str, n: u64, within: Duration) -> bool {
+        let Ok(served) = self.find(id) else {
+            return false;
+        };
+        tokio::time::timeout(within, served.deployment.wait_completed(n))
+            .await
+            .is_ok()
     }
 
     /// Counters of every deployment.
@@ -312,7 +335,8 @@ async fn serve_connection(deployment: Arc<Deployment>, stream: TcpStream) {
             Err(ReadError::Malformed(why)) => {
                 let draft = deployment.unreadable(400);
                 let body = format!("{{\"error\":{{\"message\":\"malformed HTTP request: {why}\",\"type\":\"invalid_request_error\"}}}}");
-                conn.send_simple(400, "application/json", body.as_bytes()).await;
+                conn.send_simple(400, "application/json", body.as_bytes())
+                    .await;
                 deployment.finish(draft, unreadable_outcome(400));
                 return;
             }
@@ -321,7 +345,8 @@ async fn serve_connection(deployment: Arc<Deployment>, stream: TcpStream) {
                 let body = format!(
                     "{{\"error\":{{\"message\":\"request too large\",\"type\":\"invalid_request_error\",\"status\":{status}}}}}"
                 );
-                conn.send_simple(status, "application/json", body.as_bytes()).await;
+                conn.send_simple(status, "application/json", body.as_bytes())
+                    .await;
                 deployment.finish(draft, unreadable_outcome(status));
                 return;
             }

@@ -205,7 +205,10 @@ impl MockSpec {
             if d.id.is_empty() || d.id.len() > 128 {
                 problems.push(format!("{at}.id: must be 1 to 128 characters"));
             } else if d.id.contains(['/', '?', '#', ' ']) {
-                problems.push(format!("{at}.id: {:?} must not contain '/', '?', '#' or spaces", d.id));
+                problems.push(format!(
+                    "{at}.id: {:?} must not contain '/', '?', '#' or spaces",
+                    d.id
+                ));
             } else if !ids.insert(d.id.as_str()) {
                 problems.push(format!("{at}.id: duplicate deployment id {:?}", d.id));
             }
@@ -257,7 +260,10 @@ fn one_or_many<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error>
         fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Vec<String>, E> {
             Ok(vec![v.to_owned()])
         }
-        fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Vec<String>, A::Error> {
+        fn visit_seq<A: serde::de::SeqAccess<'de>>(
+            self,
+            mut seq: A,
+        ) -> Result<Vec<String>, A::Error> {
             let mut out = Vec::new();
             while let Some(s) = seq.next_element::<String>()? {
                 out.push(s);
@@ -294,7 +300,6 @@ fn location_text(file: &str, location: Option<(usize, usize)>) -> String {
     }
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -330,7 +335,10 @@ deployments:
     fn unknown_keys_are_errors_with_location_and_path() {
         let text = "deployments:\n  - id: a\n    dialect: openai\n    colour: red\n";
         let err = MockSpec::from_yaml_str(text).unwrap_err().to_string();
-        assert!(err.starts_with("<spec>:4:5: deployments[0]: unknown field `colour`"), "{err}");
+        assert!(
+            err.starts_with("<spec>:4:5: deployments[0]: unknown field `colour`"),
+            "{err}"
+        );
     }
 
     #[test]
