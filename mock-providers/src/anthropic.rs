@@ -2,15 +2,18 @@
 //! checks, request validation, and bodies, headers and SSE events in their
 //! wire shapes (see `fixtures/anthropic/`).
 
+use std::borrow::Cow;
 use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
 
 use serde_json::{json, Map, Value};
 
 use crate::api::{
-    announced_millis, json_type, retry_after_headers, sse_event, to_body, Answer, ApiError, Call,
-    Ctx, Finish,
+    announced_millis, json_type, looks_like_object, retry_after_headers, sse_event, to_body,
+    Answer, ApiError, Call, Ctx, FastMessage, Finish,
 };
-use crate::content::{collect_text, estimate_tokens};
+use crate::content::{collect_text, estimate_tokens, Pieces};
 use crate::http::{Reply, ReplyBody, Request, StreamPlan};
 use crate::journal::Endpoint;
 use crate::seeded::alnum_id;
@@ -54,8 +57,61 @@ fn field_required(name: &str) -> ApiError {
     ApiError::bad_request(format!("{name}: Field required"), None, None)
 }
 
+#[derive(Deserialize)]
+struct FastMessages<'a> {
+    #[serde(borrow)]
+    model: Cow<'a, str>,
+    max_tokens: u64,
+    #[serde(borrow)]
+    messages: Vec<FastMessage<'a>>,
+    #[serde(default, borrow)]
+    system: Option<Pieces<'a>>,
+    #[serde(default)]
+    stream: Option<bool>,
+}
+
+/// The hot path: typed, borrowing parse of a valid body. `None` means "not
+/// obviously valid": the `Value` path then decides and words the error.
+fn parse_messages_fast(body: &[u8]) -> Option<Call> {
+    if !looks_like_object(body) {
+        return None;
+    }
+    let fast: FastMessages<'_> = serde_json::from_slice(body).ok()?;
+    if fast.model.is_empty() || fast.max_tokens == 0 || fast.messages.is_empty() {
+        return None;
+    }
+    let mut prompt = String::new();
+    if let Some(system) = &fast.system {
+        if !system.shaped {
+            return None;
+        }
+        system.push_into(&mut prompt);
+    }
+    for m in &fast.messages {
+        let content = m.content.as_ref().filter(|c| c.shaped)?;
+        if m.role != "user" && m.role != "assistant" {
+            return None;
+        }
+        content.push_into(&mut prompt);
+    }
+    let prompt_tokens = estimate_tokens(&prompt);
+    Some(Call {
+        endpoint: Some(Endpoint::Chat),
+        model: Some(fast.model.into_owned()),
+        stream: fast.stream.unwrap_or(false),
+        include_usage: true,
+        max_tokens: Some(fast.max_tokens),
+        prompt,
+        prompt_tokens,
+        ..Call::default()
+    })
+}
+
 /// Validates a messages body.
 pub(crate) fn parse_messages(body: &[u8]) -> Result<Call, ApiError> {
+    if let Some(call) = parse_messages_fast(body) {
+        return Ok(call);
+    }
     let obj: Map<String, Value> = match serde_json::from_slice::<Value>(body) {
         Ok(Value::Object(map)) => map,
         Ok(_) => {
@@ -386,75 +442,198 @@ fn message_id(ctx: &Ctx<'_>) -> String {
     format!("msg_01{}", alnum_id(ctx.id_bits("message"), 22))
 }
 
+#[derive(Serialize)]
+struct Usage {
+    input_tokens: u64,
+    cache_creation_input_tokens: u64,
+    cache_read_input_tokens: u64,
+    output_tokens: u64,
+}
+
+#[derive(Serialize)]
+struct TextBlock<'a> {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    text: &'a str,
+}
+
+#[derive(Serialize)]
+struct Message<'a> {
+    id: &'a str,
+    #[serde(rename = "type")]
+    kind: &'static str,
+    role: &'static str,
+    model: &'a str,
+    content: &'a [TextBlock<'a>],
+    stop_reason: Option<&'static str>,
+    stop_sequence: Option<&'static str>,
+    usage: Usage,
+}
+
+#[derive(Serialize)]
+struct MessageStart<'a> {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    message: Message<'a>,
+}
+
+#[derive(Serialize)]
+struct BlockStart<'a> {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    index: u32,
+    content_block: TextBlock<'a>,
+}
+
+#[derive(Serialize)]
+struct TypeOnly {
+    #[serde(rename = "type")]
+    kind: &'static str,
+}
+
+#[derive(Serialize)]
+struct TextDelta<'a> {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    text: &'a str,
+}
+
+#[derive(Serialize)]
+struct BlockDelta<'a> {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    index: u32,
+    delta: TextDelta<'a>,
+}
+
+#[derive(Serialize)]
+struct BlockStop {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    index: u32,
+}
+
+#[derive(Serialize)]
+struct StopDelta {
+    stop_reason: &'static str,
+    stop_sequence: Option<&'static str>,
+}
+
+#[derive(Serialize)]
+struct OutputUsage {
+    output_tokens: u64,
+}
+
+#[derive(Serialize)]
+struct MessageDelta {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    delta: StopDelta,
+    usage: OutputUsage,
+}
+
 /// A non-streaming message.
 pub(crate) fn message_reply(ctx: &Ctx<'_>, answer: &Answer) -> Reply {
-    let body = json!({
-        "id": message_id(ctx),
-        "type": "message",
-        "role": "assistant",
-        "model": ctx.model,
-        "content": [{"type": "text", "text": answer.text()}],
-        "stop_reason": stop_reason(answer.finish),
-        "stop_sequence": null,
-        "usage": {
-            "input_tokens": ctx.prompt_tokens,
-            "cache_creation_input_tokens": 0,
-            "cache_read_input_tokens": 0,
-            "output_tokens": answer.completion_tokens(),
+    let id = message_id(ctx);
+    let text = answer.text();
+    let body = Message {
+        id: &id,
+        kind: "message",
+        role: "assistant",
+        model: ctx.model,
+        content: &[TextBlock {
+            kind: "text",
+            text: &text,
+        }],
+        stop_reason: Some(stop_reason(answer.finish)),
+        stop_sequence: None,
+        usage: Usage {
+            input_tokens: ctx.prompt_tokens,
+            cache_creation_input_tokens: 0,
+            cache_read_input_tokens: 0,
+            output_tokens: answer.completion_tokens(),
         },
-    });
+    };
     Reply::json(200, success_headers(ctx), to_body(&body))
 }
 
 /// A streaming message plan (delays and ending are set by the caller).
 pub(crate) fn message_stream(ctx: &Ctx<'_>, answer: &Answer) -> Reply {
+    let id = message_id(ctx);
     let mut plan = StreamPlan::default();
     plan.preamble.push(sse_event(
         "message_start",
-        &json!({
-            "type": "message_start",
-            "message": {
-                "id": message_id(ctx),
-                "type": "message",
-                "role": "assistant",
-                "model": ctx.model,
-                "content": [],
-                "stop_reason": null,
-                "stop_sequence": null,
-                "usage": {
-                    "input_tokens": ctx.prompt_tokens,
-                    "cache_creation_input_tokens": 0,
-                    "cache_read_input_tokens": 0,
-                    "output_tokens": 1,
+        &MessageStart {
+            kind: "message_start",
+            message: Message {
+                id: &id,
+                kind: "message",
+                role: "assistant",
+                model: ctx.model,
+                content: &[],
+                stop_reason: None,
+                stop_sequence: None,
+                usage: Usage {
+                    input_tokens: ctx.prompt_tokens,
+                    cache_creation_input_tokens: 0,
+                    cache_read_input_tokens: 0,
+                    output_tokens: 1,
                 },
             },
-        }),
+        },
     ));
     plan.preamble.push(sse_event(
         "content_block_start",
-        &json!({"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}}),
+        &BlockStart {
+            kind: "content_block_start",
+            index: 0,
+            content_block: TextBlock {
+                kind: "text",
+                text: "",
+            },
+        },
     ));
     plan.preamble
-        .push(sse_event("ping", &json!({"type": "ping"})));
+        .push(sse_event("ping", &TypeOnly { kind: "ping" }));
     for piece in &answer.pieces {
         plan.content.push(sse_event(
             "content_block_delta",
-            &json!({"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": piece}}),
+            &BlockDelta {
+                kind: "content_block_delta",
+                index: 0,
+                delta: TextDelta {
+                    kind: "text_delta",
+                    text: piece,
+                },
+            },
         ));
     }
     plan.epilogue.push(sse_event(
         "content_block_stop",
-        &json!({"type": "content_block_stop", "index": 0}),
+        &BlockStop {
+            kind: "content_block_stop",
+            index: 0,
+        },
     ));
     plan.epilogue.push(sse_event(
         "message_delta",
-        &json!({
-            "type": "message_delta",
-            "delta": {"stop_reason": stop_reason(answer.finish), "stop_sequence": null},
-            "usage": {"output_tokens": answer.completion_tokens()},
-        }),
+        &MessageDelta {
+            kind: "message_delta",
+            delta: StopDelta {
+                stop_reason: stop_reason(answer.finish),
+                stop_sequence: None,
+            },
+            usage: OutputUsage {
+                output_tokens: answer.completion_tokens(),
+            },
+        },
     ));
-    plan.terminator = sse_event("message_stop", &json!({"type": "message_stop"}));
+    plan.terminator = sse_event(
+        "message_stop",
+        &TypeOnly {
+            kind: "message_stop",
+        },
+    );
     let mut h = vec![
         (
             "content-type",

@@ -2,6 +2,7 @@
 //! provider-neutral error catalogue (`ApiError`) each dialect renders in its
 //! own wire shape, and small wire helpers (SSE framing, `retry-after`).
 
+use std::borrow::Cow;
 use std::time::{Duration, SystemTime};
 
 use serde_json::Value;
@@ -113,7 +114,7 @@ pub(crate) enum Finish {
 #[derive(Debug, Clone)]
 pub(crate) struct Answer {
     /// One piece per output token / stream chunk.
-    pub pieces: Vec<String>,
+    pub pieces: Vec<Cow<'static, str>>,
     pub finish: Finish,
 }
 
@@ -127,11 +128,27 @@ impl Answer {
     }
 }
 
+/// One chat message for the typed fast path of request parsing.
+#[derive(Debug, serde::Deserialize)]
+pub(crate) struct FastMessage<'a> {
+    #[serde(borrow)]
+    pub role: Cow<'a, str>,
+    #[serde(default, borrow)]
+    pub content: Option<crate::content::Pieces<'a>>,
+}
+
+/// Whether a body is a JSON object (typed structs would also accept arrays).
+pub(crate) fn looks_like_object(body: &[u8]) -> bool {
+    body.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{')
+}
+
 /// Per-request rendering context.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Ctx<'a> {
     pub seed: u64,
     pub deployment: &'a str,
+    /// OpenAI `system_fingerprint` of this deployment.
+    pub fingerprint: &'a str,
     /// Per-deployment request number; ids derive from it.
     pub request_no: u64,
     /// The model to echo in bodies.
@@ -156,24 +173,30 @@ impl Ctx<'_> {
 }
 
 /// `data: {json}\n\n`
-pub(crate) fn sse_data(value: &Value) -> Vec<u8> {
-    let mut out = b"data: ".to_vec();
-    // Serialising a Value cannot fail.
+pub(crate) fn sse_data<T: serde::Serialize + ?Sized>(value: &T) -> Vec<u8> {
+    let mut out = Vec::with_capacity(256);
+    out.extend_from_slice(b"data: ");
+    // Serialising plain data to a Vec cannot fail.
     let _ = serde_json::to_writer(&mut out, value);
     out.extend_from_slice(b"\n\n");
     out
 }
 
 /// `event: name\ndata: {json}\n\n`
-pub(crate) fn sse_event(name: &str, value: &Value) -> Vec<u8> {
-    let mut out = format!("event: {name}\ndata: ").into_bytes();
+pub(crate) fn sse_event<T: serde::Serialize + ?Sized>(name: &str, value: &T) -> Vec<u8> {
+    let mut out = Vec::with_capacity(256);
+    out.extend_from_slice(b"event: ");
+    out.extend_from_slice(name.as_bytes());
+    out.extend_from_slice(b"\ndata: ");
     let _ = serde_json::to_writer(&mut out, value);
     out.extend_from_slice(b"\n\n");
     out
 }
 
-pub(crate) fn to_body(value: &Value) -> Vec<u8> {
-    serde_json::to_vec(value).unwrap_or_default()
+pub(crate) fn to_body<T: serde::Serialize + ?Sized>(value: &T) -> Vec<u8> {
+    let mut out = Vec::with_capacity(512);
+    let _ = serde_json::to_writer(&mut out, value);
+    out
 }
 
 /// Headers for each `retry-after` form.

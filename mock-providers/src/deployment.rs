@@ -53,6 +53,7 @@ pub(crate) struct Deployment {
     pub id: Arc<str>,
     pub spec: DeploymentSpec,
     seed: u64,
+    fingerprint: String,
     started: Instant,
     faults: RwLock<Arc<ActiveRules>>,
     journal: Journal,
@@ -70,6 +71,7 @@ impl Deployment {
         normalize_ids(&mut rules);
         Self {
             id: Arc::from(spec.id.as_str()),
+            fingerprint: openai::fingerprint(seed, &spec.id),
             spec,
             seed,
             started,
@@ -216,6 +218,7 @@ impl Deployment {
         Ctx {
             seed: self.seed,
             deployment: &self.id,
+            fingerprint: &self.fingerprint,
             request_no,
             model,
             prompt_tokens,

@@ -2,11 +2,14 @@
 //! validation, and every body, header and SSE event in their wire shapes
 //! (see `fixtures/openai/` and `fixtures/azure/`).
 
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 
+use std::borrow::Cow;
+
 use crate::api::{
-    announced_millis, go_duration, json_type, retry_after_headers, sse_data, to_body, Answer,
-    ApiError, Call, Ctx, Finish,
+    announced_millis, go_duration, json_type, looks_like_object, retry_after_headers, sse_data,
+    to_body, Answer, ApiError, Call, Ctx, FastMessage, Finish,
 };
 use crate::content::{collect_text, embedding, estimate_tokens, estimate_tokens_from_chars};
 use crate::http::{Reply, ReplyBody, Request, StreamPlan};
@@ -147,12 +150,89 @@ const ROLES: &[&str] = &[
     "function",
 ];
 
+#[derive(Deserialize)]
+struct FastChat<'a> {
+    #[serde(default, borrow)]
+    model: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    messages: Vec<FastMessage<'a>>,
+    #[serde(default)]
+    stream: Option<bool>,
+    #[serde(default)]
+    stream_options: Option<FastStreamOptions>,
+    #[serde(default)]
+    max_tokens: Option<u64>,
+    #[serde(default)]
+    max_completion_tokens: Option<u64>,
+}
+
+#[derive(Deserialize)]
+struct FastStreamOptions {
+    #[serde(default)]
+    include_usage: Option<bool>,
+}
+
+/// The hot path: typed, borrowing parse of a valid body. `None` means "not
+/// obviously valid": the `Value` path then decides and words the error.
+fn parse_chat_fast(flavor: Flavor, body: &[u8], azure_deployment: Option<&str>) -> Option<Call> {
+    if !looks_like_object(body) {
+        return None;
+    }
+    let fast: FastChat<'_> = serde_json::from_slice(body).ok()?;
+    let model = match flavor {
+        Flavor::OpenAi => Some(fast.model.filter(|m| !m.is_empty())?.into_owned()),
+        Flavor::Azure => azure_deployment.map(str::to_owned),
+    };
+    if fast.messages.is_empty() {
+        return None;
+    }
+    let stream = fast.stream.unwrap_or(false);
+    if fast.stream_options.is_some() && !stream {
+        return None;
+    }
+    let include_usage = fast
+        .stream_options
+        .and_then(|o| o.include_usage)
+        .unwrap_or(false);
+    let mut max_tokens = None;
+    for v in [fast.max_tokens, fast.max_completion_tokens] {
+        match v {
+            Some(0) => return None,
+            Some(n) => max_tokens = Some(n),
+            None => {}
+        }
+    }
+    let mut prompt = String::new();
+    for m in &fast.messages {
+        if !ROLES.contains(&&*m.role) {
+            return None;
+        }
+        if let Some(c) = &m.content {
+            c.push_into(&mut prompt);
+        }
+    }
+    let prompt_tokens = estimate_tokens(&prompt);
+    Some(Call {
+        endpoint: Some(Endpoint::Chat),
+        model,
+        stream,
+        include_usage,
+        max_tokens,
+        prompt,
+        prompt_tokens,
+        ..Call::default()
+    })
+}
+
 /// Validates a chat-completions body.
 pub(crate) fn parse_chat(
     flavor: Flavor,
     body: &[u8],
     azure_deployment: Option<&str>,
 ) -> Result<Call, ApiError> {
+    if let Some(call) = parse_chat_fast(flavor, body, azure_deployment) {
+        return Ok(call);
+    }
     let obj = parse_object(body)?;
     let model = model_field(flavor, &obj, azure_deployment)?;
     let messages = match obj.get("messages") {
@@ -421,10 +501,6 @@ fn filter_results(filtered_category: Option<&str>) -> Value {
     Value::Object(map)
 }
 
-fn prompt_filter_results() -> Value {
-    json!([{"prompt_index": 0, "content_filter_results": filter_results(None)}])
-}
-
 /// Renders an error in this flavour's shape.
 pub(crate) fn error_reply(flavor: Flavor, err: &ApiError, ctx: &Ctx<'_>) -> Reply {
     let azure = flavor == Flavor::Azure;
@@ -598,31 +674,202 @@ fn finish_reason(f: Finish) -> &'static str {
     }
 }
 
-fn usage(prompt: u64, completion: u64) -> Value {
-    json!({
-        "prompt_tokens": prompt,
-        "completion_tokens": completion,
-        "total_tokens": prompt + completion,
-        "prompt_tokens_details": {"cached_tokens": 0, "audio_tokens": 0},
-        "completion_tokens_details": {
-            "reasoning_tokens": 0,
-            "audio_tokens": 0,
-            "accepted_prediction_tokens": 0,
-            "rejected_prediction_tokens": 0
+// Typed success bodies: serialised straight to bytes (no `Value` maps) on
+// the hot path. Field order is the providers' order.
+
+#[derive(Serialize)]
+struct PromptTokensDetails {
+    cached_tokens: u64,
+    audio_tokens: u64,
+}
+
+#[derive(Serialize)]
+struct CompletionTokensDetails {
+    reasoning_tokens: u64,
+    audio_tokens: u64,
+    accepted_prediction_tokens: u64,
+    rejected_prediction_tokens: u64,
+}
+
+#[derive(Serialize)]
+struct Usage {
+    prompt_tokens: u64,
+    completion_tokens: u64,
+    total_tokens: u64,
+    prompt_tokens_details: PromptTokensDetails,
+    completion_tokens_details: CompletionTokensDetails,
+}
+
+fn usage(prompt: u64, completion: u64) -> Usage {
+    Usage {
+        prompt_tokens: prompt,
+        completion_tokens: completion,
+        total_tokens: prompt + completion,
+        prompt_tokens_details: PromptTokensDetails {
+            cached_tokens: 0,
+            audio_tokens: 0,
+        },
+        completion_tokens_details: CompletionTokensDetails {
+            reasoning_tokens: 0,
+            audio_tokens: 0,
+            accepted_prediction_tokens: 0,
+            rejected_prediction_tokens: 0,
+        },
+    }
+}
+
+#[derive(Serialize)]
+struct Category {
+    filtered: bool,
+    severity: &'static str,
+}
+
+/// Azure's per-category content filter verdicts.
+#[derive(Serialize)]
+struct Filters {
+    hate: Category,
+    self_harm: Category,
+    sexual: Category,
+    violence: Category,
+}
+
+impl Filters {
+    fn new(violence_filtered: bool) -> Self {
+        let safe = || Category {
+            filtered: false,
+            severity: "safe",
+        };
+        Self {
+            hate: safe(),
+            self_harm: safe(),
+            sexual: safe(),
+            violence: if violence_filtered {
+                Category {
+                    filtered: true,
+                    severity: "medium",
+                }
+            } else {
+                safe()
+            },
         }
-    })
+    }
+}
+
+#[derive(Serialize)]
+struct PromptFilter {
+    prompt_index: u32,
+    content_filter_results: Filters,
+}
+
+fn prompt_filters() -> [PromptFilter; 1] {
+    [PromptFilter {
+        prompt_index: 0,
+        content_filter_results: Filters::new(false),
+    }]
+}
+
+/// `{}` (Azure's filter results on the role chunk).
+#[derive(Serialize)]
+struct Empty {}
+
+#[derive(Serialize)]
+#[serde(untagged)]
+enum FilterField {
+    Empty(Empty),
+    Filters(Filters),
+}
+
+#[derive(Serialize)]
+struct Message<'a> {
+    role: &'static str,
+    content: &'a str,
+    refusal: Option<&'static str>,
+    annotations: [u8; 0],
+}
+
+#[derive(Serialize)]
+struct Choice<'a> {
+    index: u32,
+    message: Message<'a>,
+    logprobs: Option<()>,
+    finish_reason: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    content_filter_results: Option<Filters>,
+}
+
+#[derive(Serialize)]
+struct Completion<'a> {
+    id: &'a str,
+    object: &'static str,
+    created: u64,
+    model: &'a str,
+    choices: [Choice<'a>; 1],
+    usage: Usage,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    service_tier: Option<&'static str>,
+    system_fingerprint: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    prompt_filter_results: Option<[PromptFilter; 1]>,
+}
+
+#[derive(Serialize)]
+struct Delta<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    role: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    content: Option<&'a str>,
+    /// `Some(None)` serialises `"refusal": null` (role chunk only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    refusal: Option<Option<&'static str>>,
+}
+
+#[derive(Serialize)]
+struct ChunkChoice<'a> {
+    index: u32,
+    delta: Delta<'a>,
+    logprobs: Option<()>,
+    finish_reason: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    content_filter_results: Option<FilterField>,
+}
+
+#[derive(Serialize)]
+struct Chunk<'a> {
+    id: &'a str,
+    object: &'static str,
+    created: u64,
+    model: &'a str,
+    system_fingerprint: &'a str,
+    choices: &'a [ChunkChoice<'a>],
+    #[serde(skip_serializing_if = "Option::is_none")]
+    service_tier: Option<&'static str>,
+    /// `Some(None)`: `"usage": null` (with `include_usage`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    usage: Option<Option<Usage>>,
+}
+
+/// Azure's first stream event.
+#[derive(Serialize)]
+struct AzurePromptFilterEvent {
+    choices: [u8; 0],
+    created: u64,
+    id: &'static str,
+    model: &'static str,
+    object: &'static str,
+    prompt_filter_results: [PromptFilter; 1],
 }
 
 fn completion_id(ctx: &Ctx<'_>) -> String {
     format!("chatcmpl-{}", alnum_id(ctx.id_bits("completion"), 29))
 }
 
-fn fingerprint(ctx: &Ctx<'_>) -> String {
+/// `system_fingerprint`: stable per seed and deployment.
+pub(crate) fn fingerprint(seed: u64, deployment: &str) -> String {
     format!(
         "fp_{}",
         hex_id(
-            crate::seeded::StableHasher::new(ctx.seed)
-                .str(ctx.deployment)
+            crate::seeded::StableHasher::new(seed)
+                .str(deployment)
                 .finish(),
             10
         )
@@ -633,36 +880,30 @@ fn fingerprint(ctx: &Ctx<'_>) -> String {
 pub(crate) fn chat_reply(flavor: Flavor, ctx: &Ctx<'_>, answer: &Answer) -> Reply {
     let azure = flavor == Flavor::Azure;
     let filtered = answer.finish == Finish::ContentFilter;
-    let mut choice = json!({
-        "index": 0,
-        "message": {"role": "assistant", "content": answer.text(), "refusal": null, "annotations": []},
-        "logprobs": null,
-        "finish_reason": finish_reason(answer.finish),
-    });
-    if azure {
-        if let Some(c) = choice.as_object_mut() {
-            c.insert(
-                "content_filter_results".to_owned(),
-                filter_results(filtered.then_some("violence")),
-            );
-        }
-    }
-    let mut body = json!({
-        "id": completion_id(ctx),
-        "object": "chat.completion",
-        "created": ctx.created,
-        "model": ctx.model,
-        "choices": [choice],
-        "usage": usage(ctx.prompt_tokens, answer.completion_tokens()),
-        "service_tier": "default",
-        "system_fingerprint": fingerprint(ctx),
-    });
-    if azure {
-        if let Some(b) = body.as_object_mut() {
-            b.remove("service_tier");
-            b.insert("prompt_filter_results".to_owned(), prompt_filter_results());
-        }
-    }
+    let text = answer.text();
+    let id = completion_id(ctx);
+    let body = Completion {
+        id: &id,
+        object: "chat.completion",
+        created: ctx.created,
+        model: ctx.model,
+        choices: [Choice {
+            index: 0,
+            message: Message {
+                role: "assistant",
+                content: &text,
+                refusal: None,
+                annotations: [],
+            },
+            logprobs: None,
+            finish_reason: finish_reason(answer.finish),
+            content_filter_results: azure.then(|| Filters::new(filtered)),
+        }],
+        usage: usage(ctx.prompt_tokens, answer.completion_tokens()),
+        service_tier: (!azure).then_some("default"),
+        system_fingerprint: ctx.fingerprint,
+        prompt_filter_results: azure.then(prompt_filters),
+    };
     Reply::json(200, success_headers(flavor, ctx), to_body(&body))
 }
 
@@ -670,80 +911,77 @@ pub(crate) fn chat_reply(flavor: Flavor, ctx: &Ctx<'_>, answer: &Answer) -> Repl
 pub(crate) fn chat_stream(flavor: Flavor, ctx: &Ctx<'_>, call: &Call, answer: &Answer) -> Reply {
     let azure = flavor == Flavor::Azure;
     let id = completion_id(ctx);
-    let fp = fingerprint(ctx);
-    let chunk = |choices: Value, usage_value: Option<Value>| {
-        let mut c = json!({
-            "id": id,
-            "object": "chat.completion.chunk",
-            "created": ctx.created,
-            "model": ctx.model,
-            "system_fingerprint": fp,
-            "choices": choices,
-        });
-        if let Some(obj) = c.as_object_mut() {
-            if !azure {
-                obj.insert("service_tier".to_owned(), json!("default"));
-            }
-            if call.include_usage {
-                obj.insert("usage".to_owned(), usage_value.unwrap_or(Value::Null));
-            }
-        }
-        sse_data(&c)
+    let chunk = |choices: &[ChunkChoice<'_>], usage_value: Option<Usage>| {
+        sse_data(&Chunk {
+            id: &id,
+            object: "chat.completion.chunk",
+            created: ctx.created,
+            model: ctx.model,
+            system_fingerprint: ctx.fingerprint,
+            choices,
+            service_tier: (!azure).then_some("default"),
+            usage: call.include_usage.then_some(usage_value),
+        })
     };
-    let choice = |delta: Value, finish: Option<&str>, filters: Option<Value>| {
-        let mut c = json!({"index": 0, "delta": delta, "logprobs": null, "finish_reason": finish});
-        if azure {
-            if let Some(obj) = c.as_object_mut() {
-                obj.insert(
-                    "content_filter_results".to_owned(),
-                    filters.unwrap_or_else(|| json!({})),
-                );
-            }
+    fn delta(content: Option<&str>) -> Delta<'_> {
+        Delta {
+            role: None,
+            content,
+            refusal: None,
         }
-        c
-    };
+    }
     let mut plan = StreamPlan::default();
     if azure {
         // Azure's first event: prompt filter results with empty id/model/choices.
-        plan.preamble.push(sse_data(&json!({
-            "choices": [],
-            "created": 0,
-            "id": "",
-            "model": "",
-            "object": "",
-            "prompt_filter_results": prompt_filter_results(),
-        })));
+        plan.preamble.push(sse_data(&AzurePromptFilterEvent {
+            choices: [],
+            created: 0,
+            id: "",
+            model: "",
+            object: "",
+            prompt_filter_results: prompt_filters(),
+        }));
     }
     plan.preamble.push(chunk(
-        json!([choice(
-            json!({"role": "assistant", "content": "", "refusal": null}),
-            None,
-            None
-        )]),
+        &[ChunkChoice {
+            index: 0,
+            delta: Delta {
+                role: Some("assistant"),
+                content: Some(""),
+                refusal: Some(None),
+            },
+            logprobs: None,
+            finish_reason: None,
+            content_filter_results: azure.then_some(FilterField::Empty(Empty {})),
+        }],
         None,
     ));
-    let filtered = answer.finish == Finish::ContentFilter;
     for piece in &answer.pieces {
         plan.content.push(chunk(
-            json!([choice(
-                json!({"content": piece}),
-                None,
-                azure.then(|| filter_results(None))
-            )]),
+            &[ChunkChoice {
+                index: 0,
+                delta: delta(Some(piece)),
+                logprobs: None,
+                finish_reason: None,
+                content_filter_results: azure.then(|| FilterField::Filters(Filters::new(false))),
+            }],
             None,
         ));
     }
+    let filtered = answer.finish == Finish::ContentFilter;
     plan.epilogue.push(chunk(
-        json!([choice(
-            json!({}),
-            Some(finish_reason(answer.finish)),
-            azure.then(|| filter_results(filtered.then_some("violence")))
-        )]),
+        &[ChunkChoice {
+            index: 0,
+            delta: delta(None),
+            logprobs: None,
+            finish_reason: Some(finish_reason(answer.finish)),
+            content_filter_results: azure.then(|| FilterField::Filters(Filters::new(filtered))),
+        }],
         None,
     ));
     if call.include_usage {
         plan.epilogue.push(chunk(
-            json!([]),
+            &[],
             Some(usage(ctx.prompt_tokens, answer.completion_tokens())),
         ));
     }
@@ -822,6 +1060,7 @@ mod tests {
             seed: 1,
             deployment: "d",
             request_no: 0,
+            fingerprint: "fp_test",
             model: "gpt-4o",
             prompt_tokens: 3,
             api_version: Some("2024-10-21"),
