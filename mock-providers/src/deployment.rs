@@ -62,6 +62,9 @@ pub(crate) struct Deployment {
     /// Responses ended since start/reset, with a wake-up for waiters.
     completed: AtomicU64,
     completed_changed: Notify,
+    /// Tasks in `wait_completed`; lets `finish` skip the notify (a lock)
+    /// when nobody waits.
+    waiters: AtomicU64,
 }
 
 impl Deployment {
@@ -81,6 +84,7 @@ impl Deployment {
             requests: AtomicU64::new(0),
             completed: AtomicU64::new(0),
             completed_changed: Notify::new(),
+            waiters: AtomicU64::new(0),
         }
     }
 
@@ -121,17 +125,27 @@ impl Deployment {
         self.journal.clear();
         self.stats.clear();
         self.requests.store(0, Ordering::Relaxed);
-        self.completed.store(0, Ordering::Release);
+        self.completed.store(0, Ordering::SeqCst);
     }
 
     /// Waits until at least `n` responses have ended (journal entries were
     /// recorded) since start or the last reset.
     pub async fn wait_completed(&self, n: u64) {
+        struct Waiting<'a>(&'a AtomicU64);
+        impl Drop for Waiting<'_> {
+            fn drop(&mut self) {
+                self.0.fetch_sub(1, Ordering::SeqCst);
+            }
+        }
+        self.waiters.fetch_add(1, Ordering::SeqCst);
+        let _waiting = Waiting(&self.waiters);
         loop {
             let notified = self.completed_changed.notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
-            if self.completed.load(Ordering::Acquire) >= n {
+            // SeqCst pairs with `finish`: either this load sees the new
+            // count, or `finish` sees this waiter and notifies.
+            if self.completed.load(Ordering::SeqCst) >= n {
                 return;
             }
             notified.await;
@@ -187,8 +201,10 @@ impl Deployment {
             rejected: draft.rejected.map(str::to_owned),
             outcome,
         });
-        self.completed.fetch_add(1, Ordering::Release);
-        self.completed_changed.notify_waiters();
+        self.completed.fetch_add(1, Ordering::SeqCst);
+        if self.waiters.load(Ordering::SeqCst) > 0 {
+            self.completed_changed.notify_waiters();
+        }
     }
 
     /// Plans the response to an API request.

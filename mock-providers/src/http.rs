@@ -8,7 +8,6 @@
 //! of every byte and of how the TCP connection ends.
 
 use std::cell::RefCell;
-use std::fmt::Write as _;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::{Buf, BytesMut};
@@ -176,7 +175,7 @@ thread_local! {
 }
 
 /// The current `date` header value (cached per second per thread).
-pub(crate) fn http_date_now() -> String {
+fn http_date_now() -> String {
     let now = SystemTime::now();
     let secs = now.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
     DATE_CACHE.with(|cell| {
@@ -195,42 +194,63 @@ fn encode_head(
     content_length: Option<usize>,
     close: bool,
 ) {
-    let mut head = String::with_capacity(256);
-    let _ = write!(head, "HTTP/1.1 {status} {}\r\n", reason(status));
-    let _ = write!(head, "date: {}\r\n", http_date_now());
+    // Plain appends instead of `write!`: this runs for every response.
+    out.extend_from_slice(b"HTTP/1.1 ");
+    push_decimal(out, u64::from(status));
+    out.push(b' ');
+    out.extend_from_slice(reason(status).as_bytes());
+    out.extend_from_slice(b"\r\ndate: ");
+    out.extend_from_slice(http_date_now().as_bytes());
+    out.extend_from_slice(b"\r\n");
     for (name, value) in headers {
-        let _ = write!(head, "{name}: {value}\r\n");
+        out.extend_from_slice(name.as_bytes());
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(value.as_bytes());
+        out.extend_from_slice(b"\r\n");
     }
     match content_length {
         Some(n) => {
-            let _ = write!(head, "content-length: {n}\r\n");
+            out.extend_from_slice(b"content-length: ");
+            push_decimal(out, n as u64);
+            out.extend_from_slice(b"\r\n");
         }
-        None => head.push_str("transfer-encoding: chunked\r\n"),
+        None => out.extend_from_slice(b"transfer-encoding: chunked\r\n"),
     }
-    head.push_str(if close {
-        "connection: close\r\n\r\n"
+    out.extend_from_slice(if close {
+        b"connection: close\r\n\r\n"
     } else {
-        "connection: keep-alive\r\n\r\n"
+        b"connection: keep-alive\r\n\r\n"
     });
-    out.extend_from_slice(head.as_bytes());
+}
+
+/// Appends `n` in `radix` (10 or 16, lower-case) without going through `fmt`.
+fn push_radix(out: &mut Vec<u8>, mut n: u64, radix: u64) {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut buf = [0u8; 20];
+    let mut i = buf.len();
+    loop {
+        i -= 1;
+        buf[i] = DIGITS[(n % radix) as usize];
+        n /= radix;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&buf[i..]);
+}
+
+fn push_decimal(out: &mut Vec<u8>, n: u64) {
+    push_radix(out, n, 10);
 }
 
 fn frame_chunk(out: &mut Vec<u8>, data: &[u8]) {
     if data.is_empty() {
         return; // an empty chunk would end the body
     }
-    let _ = write!(VecWriter(out), "{:x}\r\n", data.len());
+    push_radix(out, data.len() as u64, 16);
+    out.extend_from_slice(b"\r\n");
     out.extend_from_slice(data);
     out.extend_from_slice(b"\r\n");
-}
-
-struct VecWriter<'a>(&'a mut Vec<u8>);
-
-impl std::fmt::Write for VecWriter<'_> {
-    fn write_str(&mut self, s: &str) -> std::fmt::Result {
-        self.0.extend_from_slice(s.as_bytes());
-        Ok(())
-    }
 }
 
 const LAST_CHUNK: &[u8] = b"0\r\n\r\n";
@@ -733,6 +753,18 @@ mod tests {
         encode_head(&mut out, 200, &[], None, false);
         let s = String::from_utf8(out).unwrap();
         assert!(s.ends_with("transfer-encoding: chunked\r\nconnection: keep-alive\r\n\r\n"));
+    }
+
+    #[test]
+    fn number_formatting_matches_fmt() {
+        for n in [0u64, 7, 10, 26, 529, 65_536, u64::MAX] {
+            let mut dec = Vec::new();
+            push_decimal(&mut dec, n);
+            assert_eq!(dec, n.to_string().into_bytes());
+            let mut hex = Vec::new();
+            push_radix(&mut hex, n, 16);
+            assert_eq!(hex, format!("{n:x}").into_bytes());
+        }
     }
 
     #[test]

@@ -351,7 +351,9 @@ async fn serve_connection(deployment: Arc<Deployment>, stream: TcpStream) {
                 return;
             }
         };
-        let keep_alive = req.keep_alive;
+        // A HEAD answer carries our usual body; closing afterwards keeps a
+        // client that (rightly) skips it from reading it as the next response.
+        let keep_alive = req.keep_alive && req.method != "HEAD";
         let after = if req.path.starts_with(CONTROL_PREFIX) {
             let reply = control::handle(&deployment, &req);
             conn.execute(Action::Respond(reply), keep_alive).await.1
