@@ -168,10 +168,6 @@ pub async fn run(cli: Cli) -> ExitCode {
             serde_json::json!({"dialect": dialect, "base_url": base, "api_base": api_base}),
         );
     }
-    let mut out = std::io::stdout().lock();
-    let _ = out.write_all(lines.as_bytes());
-    let _ = out.flush();
-    drop(out);
     if let Some(file) = &cli.addr_file {
         let doc = serde_json::json!({"deployments": addrs});
         if let Err(e) = write_atomically(file, &serde_json::to_vec_pretty(&doc).unwrap_or_default())
@@ -181,6 +177,11 @@ pub async fn run(cli: Cli) -> ExitCode {
             return ExitCode::from(1);
         }
     }
+    // Stdout is the readiness signal: printed last, once everything is ready.
+    let mut out = std::io::stdout().lock();
+    let _ = out.write_all(lines.as_bytes());
+    let _ = out.flush();
+    drop(out);
     wait_for_signal().await;
     server.shutdown().await;
     ExitCode::SUCCESS

@@ -94,9 +94,12 @@ fn print_example_is_a_valid_spec() {
 #[tokio::test]
 async fn serves_the_spec_until_killed() {
     let spec = spec_file("seed: 1\ndeployments:\n  - {id: east, dialect: openai}\n  - {id: west, dialect: anthropic}\n");
+    let addr_file = spec.0.with_extension("addrs.json");
     let mut child = tokio::process::Command::new(BIN)
         .arg("--spec")
         .arg(&spec.0)
+        .arg("--addr-file")
+        .arg(&addr_file)
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .kill_on_drop(true)
@@ -112,6 +115,11 @@ async fn serves_the_spec_until_killed() {
     let fields: Vec<&str> = first.split('\t').collect();
     assert_eq!(&fields[..2], ["east", "openai"]);
     let api_base = fields[3].strip_prefix("api_base=").unwrap();
+    let addrs: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&addr_file).unwrap()).unwrap();
+    let _ = std::fs::remove_file(&addr_file);
+    assert_eq!(addrs["deployments"]["east"]["api_base"], api_base);
+    assert_eq!(addrs["deployments"]["west"]["dialect"], "anthropic");
     let resp = client()
         .post(format!("{api_base}/chat/completions"))
         .json(&openai_body("hello", false))
