@@ -217,17 +217,47 @@ impl GroupAlias {
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PerClassCounts {
-    #[serde(rename = "BadRequestErrorRetries", alias = "BadRequestErrorAllowedFails", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "BadRequestErrorRetries",
+        alias = "BadRequestErrorAllowedFails",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub bad_request: Option<u32>,
-    #[serde(rename = "AuthenticationErrorRetries", alias = "AuthenticationErrorAllowedFails", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "AuthenticationErrorRetries",
+        alias = "AuthenticationErrorAllowedFails",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub authentication: Option<u32>,
-    #[serde(rename = "TimeoutErrorRetries", alias = "TimeoutErrorAllowedFails", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "TimeoutErrorRetries",
+        alias = "TimeoutErrorAllowedFails",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub timeout: Option<u32>,
-    #[serde(rename = "RateLimitErrorRetries", alias = "RateLimitErrorAllowedFails", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "RateLimitErrorRetries",
+        alias = "RateLimitErrorAllowedFails",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub rate_limit: Option<u32>,
-    #[serde(rename = "ContentPolicyViolationErrorRetries", alias = "ContentPolicyViolationErrorAllowedFails", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "ContentPolicyViolationErrorRetries",
+        alias = "ContentPolicyViolationErrorAllowedFails",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub content_policy: Option<u32>,
-    #[serde(rename = "InternalServerErrorRetries", alias = "InternalServerErrorAllowedFails", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "InternalServerErrorRetries",
+        alias = "InternalServerErrorAllowedFails",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub internal_server: Option<u32>,
 }
 
