@@ -10,6 +10,12 @@ use std::time::Duration;
 use secrecy::SecretString;
 use serde::{Deserialize, Serialize};
 
+mod diagnostic;
+mod env;
+mod yaml;
+
+pub use diagnostic::{ConfigErrors, Diagnostic, Severity};
+
 /// Stable identity of one deployment (LiteLLM `model_info.id`).
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(transparent)]
