@@ -12,6 +12,8 @@ use serde::{Deserialize, Serialize};
 
 mod diagnostic;
 mod env;
+mod litellm;
+mod raw;
 mod yaml;
 
 pub use diagnostic::{ConfigErrors, Diagnostic, Severity};
