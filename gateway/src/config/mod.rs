@@ -2,13 +2,24 @@
 //! Parsing, environment interpolation and validation live in the submodules; everything
 //! downstream (router, providers, api) only ever sees the types in this file.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::path::PathBuf;
 use std::time::Duration;
 
 use secrecy::SecretString;
 use serde::{Deserialize, Serialize};
+
+mod diagnostic;
+mod env;
+mod litellm;
+mod load;
+mod raw;
+mod validate;
+mod yaml;
+
+pub use diagnostic::{ConfigErrors, Diagnostic, Severity};
+pub use load::{load_file, load_str, LoadOptions, Loaded};
 
 /// Stable identity of one deployment (LiteLLM `model_info.id`).
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -331,6 +342,17 @@ pub struct GeneralSettings {
     pub graceful_shutdown_timeout: Option<Duration>,
 }
 
+/// A deployment in the file that Switchyard does not serve: its provider is one LiteLLM knows
+/// and Switchyard does not implement (Bedrock, Vertex AI, Gemini, Cohere, ...). It is not in
+/// `model_list`, but its group and id still count as known, e.g. as fallback targets.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UnservedDeployment {
+    pub id: DeploymentId,
+    pub model_name: String,
+    /// The LiteLLM provider prefix, e.g. `bedrock`.
+    pub provider: String,
+}
+
 /// A validated configuration.
 #[derive(Clone, Debug, Default)]
 pub struct Config {
@@ -339,4 +361,17 @@ pub struct Config {
     pub general_settings: GeneralSettings,
     /// The file this was loaded from, if any.
     pub source: Option<PathBuf>,
+    /// Deployments left out of `model_list` because Switchyard does not serve their provider.
+    pub unserved: Vec<UnservedDeployment>,
+}
+
+impl Config {
+    /// Every model group the file names, served or not (wildcard groups as written).
+    pub fn group_names(&self) -> BTreeSet<&str> {
+        self.model_list
+            .iter()
+            .map(|d| d.model_name.as_str())
+            .chain(self.unserved.iter().map(|u| u.model_name.as_str()))
+            .collect()
+    }
 }
