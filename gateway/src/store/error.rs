@@ -148,6 +148,20 @@ impl StoreError {
         }
     }
 
+    pub(crate) fn not_found(kind: ObjectKind, id: impl Into<String>) -> Self {
+        StoreError::NotFound {
+            kind,
+            id: id.into(),
+        }
+    }
+
+    pub(crate) fn corrupt(what: impl Into<String>, reason: impl fmt::Display) -> Self {
+        StoreError::Corrupt {
+            what: what.into(),
+            reason: reason.to_string(),
+        }
+    }
+
     /// Whether this is the caller's fault (4xx) rather than the store's (5xx).
     pub fn is_client_error(&self) -> bool {
         matches!(
