@@ -2,12 +2,15 @@
 //! [`AppState`]; `serve` runs it on a listener with graceful shutdown; `run` is the binary.
 
 pub mod api;
+pub mod cli;
 pub mod config;
 pub mod error;
 pub mod keys;
 pub mod metrics;
 pub mod providers;
 pub mod router;
+pub mod run;
+pub mod store;
 
 use std::future::Future;
 use std::ops::Deref;

@@ -1,0 +1,149 @@
+//! PostgreSQL backend, for production and for several gateway instances sharing one store.
+//! The SQL itself is shared with SQLite in `sql.rs`; this file owns connecting, the pool and
+//! PostgreSQL's dialect. Tables live in the connection's `search_path`, so a deployment (or
+//! a test) can put them in a schema of its own.
+
+use std::fmt;
+
+use sqlx::migrate::Migrator;
+use sqlx::postgres::{PgPool, PgPoolOptions};
+use sqlx::Connection;
+
+use super::{Backend, SecretCipher, Store, StoreError, StoreOptions};
+
+type Db = sqlx::Postgres;
+type This = PgStore;
+
+#[allow(clippy::duplicate_mod)] // sql.rs is deliberately compiled once per backend
+#[path = "sql.rs"]
+mod sql;
+
+static MIGRATOR: Migrator = sqlx::migrate!("migrations/postgres");
+
+/// What PostgreSQL does differently from SQLite.
+mod dialect {
+    use sqlx::error::DatabaseError;
+    use sqlx::postgres::PgDatabaseError;
+
+    /// Byte order, as SQLite sorts: exports must not depend on the server's locale.
+    pub const COLLATE: &str = " COLLATE \"C\"";
+    pub const FOR_UPDATE: &str = " FOR UPDATE";
+    pub const LOCK_ROWS_FOR_SPEND: bool = true;
+    /// Foreign keys are declared `DEFERRABLE INITIALLY IMMEDIATE`: checked per statement,
+    /// except inside an import, which defers them to commit.
+    pub const DEFER_FOREIGN_KEYS: &str = "SET CONSTRAINTS ALL DEFERRED";
+    /// PostgreSQL allows 65535 bound parameters per statement.
+    pub const MAX_BINDS: usize = 60_000;
+    pub const MIGRATIONS_TABLE_EXISTS: &str = "SELECT to_regclass('_sqlx_migrations') IS NOT NULL";
+
+    /// Constraint `virtual_keys_key_alias_key` on `virtual_keys` → `(virtual_keys, key_alias)`;
+    /// `teams_pkey` → `(teams, "")`, the primary key.
+    pub fn unique_columns(e: &dyn DatabaseError) -> Option<(String, String)> {
+        let table = e.table()?;
+        let constraint = e.constraint()?;
+        let rest = constraint.strip_prefix(table)?.strip_prefix('_')?;
+        let column = if rest == "pkey" {
+            ""
+        } else {
+            rest.strip_suffix("_key")?
+        };
+        Some((table.to_owned(), column.to_owned()))
+    }
+
+    /// `Key (key_alias)=(prod) already exists.` → `prod`.
+    pub fn violation_value(e: &dyn DatabaseError) -> Option<String> {
+        let detail = e.try_downcast_ref::<PgDatabaseError>()?.detail()?;
+        let start = detail.find(")=(")? + 3;
+        let end = detail.rfind(") ")?;
+        (start <= end).then(|| detail[start..end].to_owned())
+    }
+}
+
+/// The PostgreSQL store. Cheap to clone (the pool is shared).
+#[derive(Clone)]
+pub struct PgStore {
+    pool: PgPool,
+    cipher: Option<SecretCipher>,
+}
+
+impl fmt::Debug for PgStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PgStore")
+            .field("cipher", &self.cipher.is_some())
+            .finish()
+    }
+}
+
+impl PgStore {
+    /// Connects to `url` and migrates the database.
+    pub async fn connect(url: &str, options: StoreOptions) -> Result<Self, StoreError> {
+        let pool = PgPoolOptions::new()
+            .max_connections(options.max_connections.max(1))
+            .acquire_timeout(options.acquire_timeout)
+            .connect(url)
+            .await
+            .map_err(|e| match e {
+                // The message could quote the URL, password included.
+                sqlx::Error::Configuration(_) => {
+                    StoreError::invalid("DATABASE_URL", "not a valid PostgreSQL URL")
+                }
+                other => sql::db_err(other),
+            })?;
+        Self::open(pool, options).await
+    }
+
+    /// Uses an existing pool and migrates it. Refuses a schema newer than this binary.
+    pub async fn open(pool: PgPool, options: StoreOptions) -> Result<Self, StoreError> {
+        sql::migrate(&pool, &MIGRATOR).await?;
+        Ok(PgStore {
+            pool,
+            cipher: options.cipher,
+        })
+    }
+
+    /// The pool, for tools and tests that need raw SQL.
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    /// Newest migration this binary knows.
+    pub fn schema_version() -> i64 {
+        MIGRATOR.iter().map(|m| m.version).max().unwrap_or(0)
+    }
+
+    fn cipher(&self) -> Option<&SecretCipher> {
+        self.cipher.as_ref()
+    }
+
+    async fn begin_write(&self) -> Result<sqlx::Transaction<'static, Db>, StoreError> {
+        self.pool.begin().await.map_err(sql::db_err)
+    }
+
+    /// One snapshot for a whole export: every table as of the same moment.
+    async fn begin_snapshot(&self) -> Result<sqlx::Transaction<'static, Db>, StoreError> {
+        self.pool
+            .begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+            .await
+            .map_err(sql::db_err)
+    }
+
+    async fn read_conn(&self) -> Result<sqlx::pool::PoolConnection<Db>, StoreError> {
+        self.pool.acquire().await.map_err(sql::db_err)
+    }
+}
+
+#[async_trait::async_trait]
+impl Store for PgStore {
+    fn backend(&self) -> Backend {
+        Backend::Postgres
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        let mut conn = self.read_conn().await?;
+        conn.ping().await.map_err(sql::db_err)
+    }
+
+    async fn close(&self) {
+        self.pool.close().await;
+    }
+}
