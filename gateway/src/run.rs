@@ -26,8 +26,12 @@ fn validate(file: &std::path::Path, strict: bool) -> ExitCode {
             for w in &loaded.warnings {
                 eprintln!("{w}");
             }
-            let groups: std::collections::BTreeSet<&str> =
-                loaded.config.model_list.iter().map(|d| d.model_name.as_str()).collect();
+            let groups: std::collections::BTreeSet<&str> = loaded
+                .config
+                .model_list
+                .iter()
+                .map(|d| d.model_name.as_str())
+                .collect();
             println!(
                 "{}: valid ({} deployments in {} model groups, {} warnings)",
                 file.display(),
@@ -49,7 +53,13 @@ async fn serve(args: ServeArgs) -> ExitCode {
         eprintln!("error: no config to serve\nhint: pass --config FILE (a LiteLLM-compatible config.yaml)");
         return ExitCode::from(2);
     };
-    let loaded = match config::load_file(path, &env_lookup, &LoadOptions { strict: args.strict }) {
+    let loaded = match config::load_file(
+        path,
+        &env_lookup,
+        &LoadOptions {
+            strict: args.strict,
+        },
+    ) {
         Ok(l) => l,
         Err(errors) => {
             eprintln!("{errors}");
@@ -59,16 +69,26 @@ async fn serve(args: ServeArgs) -> ExitCode {
     for w in &loaded.warnings {
         tracing::warn!("{w}");
     }
-    let master_key = env_lookup("SWITCHYARD_MASTER_KEY").filter(|k| !k.is_empty()).map(Into::into);
+    let master_key = env_lookup("SWITCHYARD_MASTER_KEY")
+        .filter(|k| !k.is_empty())
+        .map(Into::into);
     if master_key.is_none() && loaded.config.general_settings.master_key.is_none() {
-        tracing::warn!("no master key configured: the proxy routes are open to anyone who can reach them");
+        tracing::warn!(
+            "no master key configured: the proxy routes are open to anyone who can reach them"
+        );
     }
     let grace = args
         .grace
         .map(Duration::from_secs)
         .or(loaded.config.general_settings.graceful_shutdown_timeout)
         .unwrap_or(Duration::from_secs(30));
-    let state = AppState::new(loaded.config, StateOptions { master_key, ..Default::default() });
+    let state = AppState::new(
+        loaded.config,
+        StateOptions {
+            master_key,
+            ..Default::default()
+        },
+    );
     let addr = format!("{}:{}", args.host, args.port);
     let listener = match tokio::net::TcpListener::bind(&addr).await {
         Ok(l) => l,
