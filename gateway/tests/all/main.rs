@@ -1,5 +1,6 @@
 //! The gateway's integration tests: one binary, one module per concern.
 
+mod cli;
 mod harness;
 mod providers;
 mod proxy;

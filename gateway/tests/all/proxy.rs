@@ -749,3 +749,73 @@ async fn deployment_id_and_alias_resolve_to_groups() {
     assert_eq!(resp.status(), 200);
     assert_eq!(header(&resp, "x-switchyard-model-group"), "g");
 }
+
+#[tokio::test]
+async fn shutdown_drains_in_flight_requests() {
+    let server = upstream(
+        ResponseTemplate::new(200)
+            .set_body_json(completion("m", "slow"))
+            .set_delay(Duration::from_millis(500)),
+    )
+    .await;
+    let state = switchyard::AppState::new(
+        config(vec![openai("p", "a", &server)], RouterSettings::default()),
+        switchyard::StateOptions::default(),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!(
+        "http://{}/v1/chat/completions",
+        listener.local_addr().unwrap()
+    );
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let server_task = tokio::spawn(switchyard::serve(
+        listener,
+        state,
+        async {
+            let _ = rx.await;
+        },
+        Duration::from_secs(5),
+    ));
+    let client = reqwest::Client::new();
+    let in_flight = tokio::spawn({
+        let client = client.clone();
+        let url = url.clone();
+        async move {
+            client
+                .post(url)
+                .json(&chat_body("a"))
+                .send()
+                .await
+                .unwrap()
+                .status()
+        }
+    });
+    // Shut down once the request has reached the upstream.
+    tokio::time::timeout(Duration::from_secs(5), async {
+        while calls(&server).await == 0 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await
+    .unwrap();
+    tx.send(()).unwrap();
+    assert_eq!(
+        in_flight.await.unwrap(),
+        200,
+        "the in-flight request completes during the drain"
+    );
+    tokio::time::timeout(Duration::from_secs(5), server_task)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert!(
+        client
+            .post(&url)
+            .json(&chat_body("a"))
+            .send()
+            .await
+            .is_err(),
+        "no new connections after shutdown"
+    );
+}
