@@ -1,5 +1,8 @@
 //! The gateway's integration tests: one binary, one module per concern.
 
+// Test support code may unwrap: a failure there is a test failure with a backtrace.
+#![allow(clippy::unwrap_used)]
+
 mod cli;
 mod harness;
 mod providers;
