@@ -4,6 +4,8 @@
 #![allow(clippy::unwrap_used)]
 
 mod cli;
+mod config;
 mod harness;
 mod providers;
 mod proxy;
+mod store;

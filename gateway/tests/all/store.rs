@@ -4,7 +4,6 @@
 //! parallel on one database, and the schema is dropped afterwards, even when the test fails.
 
 // Test helpers outside `#[test]` functions: a failed unwrap is a failed test.
-#![allow(clippy::unwrap_used)]
 
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
@@ -233,11 +232,11 @@ macro_rules! store_test {
         $(paste::paste! {
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn [<$name _sqlite>]() {
-                crate::run_sqlite($name).await
+                crate::store::run_sqlite($name).await
             }
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn [<$name _postgres>]() {
-                crate::run_postgres($name).await
+                crate::store::run_postgres($name).await
             }
         })*
     };
