@@ -819,3 +819,82 @@ async fn shutdown_drains_in_flight_requests() {
         "no new connections after shutdown"
     );
 }
+
+#[tokio::test]
+async fn deployment_at_its_rpm_limit_is_skipped() {
+    let limited = ok_upstream("limited").await;
+    let spare = ok_upstream("spare").await;
+    let mut a = openai("a", "g", &limited);
+    a.rpm = Some(2);
+    a.order = Some(1);
+    let mut b = openai("b", "g", &spare);
+    b.order = Some(2);
+    let gw = start(config(vec![a, b], RouterSettings::default()), None).await;
+    let mut served = Vec::new();
+    for _ in 0..4 {
+        let resp = post(&gw, &chat_body("g")).await;
+        assert_eq!(resp.status(), 200);
+        served.push(header(&resp, "x-switchyard-deployment").to_string());
+    }
+    assert_eq!(served, ["a", "a", "b", "b"]);
+    assert_eq!((calls(&limited).await, calls(&spare).await), (2, 2));
+}
+
+#[tokio::test]
+async fn slow_deployment_times_out_and_falls_back() {
+    let slow = upstream(
+        ResponseTemplate::new(200)
+            .set_body_json(completion("m", "late"))
+            .set_delay(Duration::from_secs(5)),
+    )
+    .await;
+    let fast = ok_upstream("fast").await;
+    let mut s = openai("slow", "a", &slow);
+    s.timeout = Some(Duration::from_millis(200));
+    let gw = start(
+        config(
+            vec![s, openai("fast", "b", &fast)],
+            RouterSettings {
+                num_retries: Some(1),
+                ..fallbacks(vec![rule("a", &["b"])])
+            },
+        ),
+        None,
+    )
+    .await;
+    let started = Instant::now();
+    let resp = post(&gw, &chat_body("a")).await;
+    assert_eq!(resp.status(), 200);
+    assert_eq!(header(&resp, "x-switchyard-deployment"), "fast");
+    assert_eq!(calls(&slow).await, 2, "a timeout is retried");
+    assert!(
+        started.elapsed() < Duration::from_secs(4),
+        "the per-deployment timeout bounds each attempt"
+    );
+}
+
+#[tokio::test]
+async fn global_timeout_applies_when_the_deployment_sets_none() {
+    let slow = upstream(
+        ResponseTemplate::new(200)
+            .set_body_json(completion("m", "late"))
+            .set_delay(Duration::from_secs(5)),
+    )
+    .await;
+    let gw = start(
+        config(
+            vec![openai("slow", "a", &slow)],
+            RouterSettings {
+                num_retries: Some(0),
+                timeout: Some(Seconds(Duration::from_millis(200))),
+                ..Default::default()
+            },
+        ),
+        None,
+    )
+    .await;
+    let resp = post(&gw, &chat_body("a")).await;
+    assert_eq!(resp.status(), 504);
+    let v: Value = resp.json().await.unwrap();
+    assert_eq!(v["error"]["code"], "upstream_timeout");
+}
