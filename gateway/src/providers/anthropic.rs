@@ -105,7 +105,9 @@ impl Dialect for Anthropic {
 
     /// Anthropic errors: `{"type": "error", "error": {"type": "...", "message": "..."},
     /// "request_id": "..."}`. 529 `overloaded_error` is capacity, so it is rate limiting;
-    /// `invalid_request_error` "prompt is too long: N tokens > M maximum" is the context window.
+    /// `invalid_request_error` "prompt is too long: N tokens > M maximum" is the context window;
+    /// `invalid_request_error` "Output blocked by content filtering policy" is content policy
+    /// (as LiteLLM maps it), so `content_policy_fallbacks` apply.
     fn parse_error(
         &self,
         status: StatusCode,
@@ -125,6 +127,8 @@ impl Dialect for Anthropic {
             class
         } else if message.is_some_and(mentions_context_window) {
             FailureClass::ContextWindowExceeded
+        } else if message.is_some_and(mentions_content_filtering) {
+            FailureClass::ContentPolicy
         } else {
             FailureClass::BadRequest
         };
@@ -150,6 +154,14 @@ impl Dialect for Anthropic {
     ) -> Result<StreamControl, ProviderError> {
         state.translate(event, d, out)
     }
+}
+
+/// Anthropic's content-filter refusal of a request: HTTP 400 `invalid_request_error`,
+/// "Output blocked by content filtering policy".
+fn mentions_content_filtering(message: &str) -> bool {
+    message
+        .to_ascii_lowercase()
+        .contains("content filtering policy")
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1128,6 +1140,12 @@ mod tests {
                 include_str!("fixtures/anthropic/error_invalid_request.json"),
                 BadRequest,
                 "messages.0",
+            ),
+            (
+                400,
+                include_str!("fixtures/anthropic/error_content_filtering.json"),
+                ContentPolicy,
+                "Output blocked by content filtering policy",
             ),
             (
                 401,
