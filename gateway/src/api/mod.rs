@@ -142,7 +142,8 @@ fn header(headers: &mut HeaderMap, name: &'static str, value: &str) {
     }
 }
 
-fn retries_in(attempts: &[Attempt]) -> usize {
+/// Number of group hops in an attempt list (consecutive attempts on one group are one hop).
+fn groups_in(attempts: &[Attempt]) -> usize {
     let mut groups = 0;
     let mut last: Option<&str> = None;
     for a in attempts {
@@ -151,7 +152,11 @@ fn retries_in(attempts: &[Attempt]) -> usize {
             last = Some(&a.group);
         }
     }
-    attempts.len().saturating_sub(groups)
+    groups
+}
+
+fn retries_in(attempts: &[Attempt]) -> usize {
+    attempts.len().saturating_sub(groups_in(attempts))
 }
 
 /// Observability headers on a served response (DESIGN §2.3).
@@ -184,7 +189,8 @@ pub fn routed_headers<T>(headers: &mut HeaderMap, r: &Routed<T>, source: Source)
     );
 }
 
-/// Observability headers on a failed response: what was tried.
+/// Observability headers on a failed response: what was tried (the last attempt's deployment
+/// and group; depth counts group hops, so it is right even when a fallback target was skipped).
 pub fn failure_headers(headers: &mut HeaderMap, e: &RouteError, source: Source) {
     let attempts = e.attempts();
     header(
@@ -198,9 +204,14 @@ pub fn failure_headers(headers: &mut HeaderMap, e: &RouteError, source: Source) 
         "x-litellm-attempted-retries",
         &retries_in(attempts).to_string(),
     );
+    let depth = groups_in(attempts).saturating_sub(1).to_string();
+    header(headers, "x-switchyard-fallback-depth", &depth);
+    header(headers, "x-litellm-attempted-fallbacks", &depth);
     if let Some(last) = attempts.last() {
         header(headers, "x-switchyard-deployment", &last.deployment);
         header(headers, "x-switchyard-model-group", &last.group);
+        header(headers, "x-litellm-model-id", &last.deployment);
+        header(headers, "x-litellm-model-group", &last.group);
     }
 }
 

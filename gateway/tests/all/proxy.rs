@@ -367,6 +367,10 @@ async fn max_fallbacks_bounds_the_chain() {
     let resp = post(&gw, &chat_body("a")).await;
     assert_eq!(resp.status(), 500);
     assert_eq!(header(&resp, "x-switchyard-attempts"), "3");
+    assert_eq!(header(&resp, "x-switchyard-fallback-depth"), "2");
+    assert_eq!(header(&resp, "x-litellm-attempted-fallbacks"), "2");
+    assert_eq!(header(&resp, "x-switchyard-deployment"), "f2");
+    assert_eq!(header(&resp, "x-litellm-model-group"), "c");
     assert_eq!(
         (calls(&f1).await, calls(&f2).await, calls(&f3).await),
         (1, 1, 0)
