@@ -102,9 +102,19 @@ fn serving_without_a_config_is_a_usage_error() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("--config"));
 }
 
+/// Kills the child if the test fails before it exits, so no server outlives the test.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 #[tokio::test]
 async fn serves_and_exits_cleanly_on_sigterm() {
-    let mut child = mock_env(Command::new(BIN).args([
+    let child = mock_env(Command::new(BIN).args([
         "serve",
         "--config",
         &scenario("gateway.yaml"),
@@ -118,6 +128,8 @@ async fn serves_and_exits_cleanly_on_sigterm() {
     .stdout(Stdio::null())
     .spawn()
     .unwrap();
+    let mut guard = KillOnDrop(child);
+    let child = &mut guard.0;
     let stderr = child.stderr.take().unwrap();
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
