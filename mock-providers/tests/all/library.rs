@@ -142,3 +142,13 @@ async fn bind_errors_name_the_deployment() {
         "{err}"
     );
 }
+
+/// The quick-start spec shipped in scenarios/ loads, and names the deployments
+/// scenarios/gateway.yaml points at.
+#[test]
+fn shipped_quick_start_spec_loads() {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../scenarios/mocks.yaml");
+    let spec = mock_providers::MockSpec::from_file(&path).expect("scenarios/mocks.yaml is valid");
+    let ids: Vec<&str> = spec.deployments.iter().map(|d| d.id.as_str()).collect();
+    assert_eq!(ids, ["gpt-4o-east", "gpt-4o-west", "claude-west"]);
+}
