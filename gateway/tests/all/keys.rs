@@ -15,9 +15,25 @@ use crate::harness::*;
 const MASTER: &str = "sk-master-test-key";
 const POSTGRES_ENV: &str = "SWITCHYARD_TEST_POSTGRES_URL";
 
+/// A PostgreSQL schema made for one test, dropped by [`drop_schema`] when the test passes.
+struct PgSchema {
+    admin: sqlx::PgPool,
+    schema: String,
+}
+
+async fn drop_schema(pg: Option<PgSchema>) {
+    use sqlx::Executor;
+    if let Some(pg) = pg {
+        pg.admin
+            .execute(format!("DROP SCHEMA \"{}\" CASCADE", pg.schema).as_str())
+            .await
+            .unwrap();
+    }
+}
+
 /// Every store the tests run on: SQLite in memory always, PostgreSQL (a fresh schema) when
 /// `SWITCHYARD_TEST_POSTGRES_URL` is set.
-async fn stores() -> Vec<(&'static str, Arc<dyn Store>)> {
+async fn stores() -> (Vec<(&'static str, Arc<dyn Store>)>, Option<PgSchema>) {
     let mut out: Vec<(&'static str, Arc<dyn Store>)> =
         vec![("sqlite", store::connect("sqlite::memory:").await.unwrap())];
     match std::env::var(POSTGRES_ENV) {
@@ -32,10 +48,11 @@ async fn stores() -> Vec<(&'static str, Arc<dyn Store>)> {
             let sep = if url.contains('?') { '&' } else { '?' };
             let scoped = format!("{url}{sep}options=-c%20search_path%3D{schema}");
             out.push(("postgres", store::connect(&scoped).await.unwrap()));
+            return (out, Some(PgSchema { admin, schema }));
         }
         _ => eprintln!("postgres: skipped ({POSTGRES_ENV} not set)"),
     }
-    out
+    (out, None)
 }
 
 struct Fixture {
@@ -121,7 +138,8 @@ async fn generate(gw: &Gateway, body: Value) -> String {
 
 #[tokio::test]
 async fn key_level_fallbacks_override_the_team_and_take_effect_at_once() {
-    for (backend, store) in stores().await {
+    let (stores, pg) = stores().await;
+    for (backend, store) in stores {
         let f = fixture(store).await;
         let gw = &f.gw;
         let (s, v) = admin_post(
@@ -223,11 +241,13 @@ async fn key_level_fallbacks_override_the_team_and_take_effect_at_once() {
             "{backend}"
         );
     }
+    drop_schema(pg).await;
 }
 
 #[tokio::test]
 async fn a_key_skips_fallback_targets_it_may_not_use() {
-    for (backend, store) in stores().await {
+    let (stores, pg) = stores().await;
+    for (backend, store) in stores {
         let f = fixture(store).await;
         let key = generate(
             &f.gw,
@@ -251,11 +271,13 @@ async fn a_key_skips_fallback_targets_it_may_not_use() {
             "{backend}: {status}"
         );
     }
+    drop_schema(pg).await;
 }
 
 #[tokio::test]
 async fn access_rules_for_keys_and_admin_routes() {
-    for (backend, store) in stores().await {
+    let (stores, pg) = stores().await;
+    for (backend, store) in stores {
         let f = fixture(store).await;
         let gw = &f.gw;
         let key = generate(gw, json!({"key_alias": "plain"})).await;
@@ -287,11 +309,13 @@ async fn access_rules_for_keys_and_admin_routes() {
         assert_eq!(s, 200);
         assert_eq!(chat(gw, &new_key, "b").await.0, 401, "{backend}: deleted");
     }
+    drop_schema(pg).await;
 }
 
 #[tokio::test]
 async fn bad_admin_input_is_refused_and_nothing_is_saved() {
-    for (backend, store) in stores().await {
+    let (stores, pg) = stores().await;
+    for (backend, store) in stores {
         let f = fixture(store).await;
         let gw = &f.gw;
         let (s, v) = admin_post(
@@ -341,11 +365,13 @@ async fn bad_admin_input_is_refused_and_nothing_is_saved() {
         let (s, _) = admin_get(gw, "/key/info?key_alias=missing", MASTER).await;
         assert_eq!(s, 404);
     }
+    drop_schema(pg).await;
 }
 
 #[tokio::test]
 async fn the_secret_only_appears_in_generate_and_regenerate() {
-    for (backend, store) in stores().await {
+    let (stores, pg) = stores().await;
+    for (backend, store) in stores {
         let f = fixture(store).await;
         let gw = &f.gw;
         admin_post(gw, "/team/new", MASTER, json!({"team_id": "t"})).await;
@@ -398,4 +424,5 @@ async fn the_secret_only_appears_in_generate_and_regenerate() {
             );
         }
     }
+    drop_schema(pg).await;
 }
