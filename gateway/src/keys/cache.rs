@@ -23,6 +23,8 @@ const MAX_ENTRIES: usize = 100_000;
 pub struct ResolvedKey {
     pub context: AuthContext,
     pub expires_at: Option<DateTime<Utc>>,
+    /// The key's `rpm_limit`, if any.
+    pub rpm_limit: Option<u64>,
 }
 
 #[derive(Debug)]

@@ -3,4 +3,5 @@
 pub mod auth;
 pub mod cache;
 pub mod effective;
+pub mod limits;
 pub mod virtual_key;

@@ -9,6 +9,7 @@ use async_trait::async_trait;
 use super::auth::{AuthContext, Authenticator, MasterKeyAuth, Principal};
 use super::cache::{Cached, KeyCache, ResolvedKey};
 use super::effective::{EffectiveRouterSettings, Source};
+use super::limits::RpmLimiter;
 use crate::config::{Config, RouterSettings};
 use crate::error::ApiError;
 use crate::store::{self, KeySpec, KeyStatus, Store, StoreError, Team};
@@ -21,6 +22,7 @@ pub struct VirtualKeyAuth {
     master: MasterKeyAuth,
     store: Arc<dyn Store>,
     cache: Arc<KeyCache>,
+    rpm: RpmLimiter,
     global: RouterSettings,
     /// Config `model_info.access_groups`: access group → model groups.
     config_access_groups: BTreeMap<String, Vec<String>>,
@@ -37,6 +39,7 @@ impl VirtualKeyAuth {
             master,
             store,
             cache,
+            rpm: RpmLimiter::default(),
             global: config.router_settings.clone(),
             config_access_groups: config_access_groups(config),
         }
@@ -75,6 +78,7 @@ impl VirtualKeyAuth {
                 allowed_groups,
             },
             expires_at: record.spec.expires_at,
+            rpm_limit: record.spec.rpm_limit,
         }))
     }
 
@@ -170,7 +174,21 @@ impl Authenticator for VirtualKeyAuth {
             }
         };
         match resolved {
-            Some(r) if r.expires_at.is_none_or(|t| t > store::now()) => Ok(r.context.clone()),
+            Some(r) if r.expires_at.is_none_or(|t| t > store::now()) => {
+                if let (Some(limit), Principal::VirtualKey { public_id, .. }) =
+                    (r.rpm_limit, &r.context.principal)
+                {
+                    if let Err(wait) = self.rpm.check(public_id, limit) {
+                        return Err(ApiError::rate_limited(
+                            format!(
+                                "this key's rpm_limit of {limit} requests per minute is reached"
+                            ),
+                            wait,
+                        ));
+                    }
+                }
+                Ok(r.context.clone())
+            }
             _ if open => self.master.authenticate(Some(token)).await,
             _ => Err(invalid_key()),
         }

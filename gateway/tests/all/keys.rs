@@ -426,3 +426,31 @@ async fn the_secret_only_appears_in_generate_and_regenerate() {
     }
     drop_schema(pg).await;
 }
+
+#[tokio::test]
+async fn rpm_limit_is_enforced_per_key_with_retry_after() {
+    let (stores, pg) = stores().await;
+    for (backend, store) in stores {
+        let f = fixture(store).await;
+        let limited = generate(&f.gw, json!({"rpm_limit": 2})).await;
+        let other = generate(&f.gw, json!({})).await;
+        assert_eq!(chat(&f.gw, &limited, "b").await.0, 200, "{backend}");
+        assert_eq!(chat(&f.gw, &limited, "b").await.0, 200, "{backend}");
+        let r = client()
+            .post(format!("{}/v1/chat/completions", f.gw.url))
+            .bearer_auth(&limited)
+            .json(&chat_body("b"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 429, "{backend}");
+        let retry: u64 = header(&r, "retry-after").parse().unwrap();
+        assert!((1..=60).contains(&retry), "{retry}");
+        assert_eq!(
+            chat(&f.gw, &other, "b").await.0,
+            200,
+            "{backend}: other keys unaffected"
+        );
+    }
+    drop_schema(pg).await;
+}
