@@ -102,6 +102,7 @@ fn start_gateway(upstream: SocketAddr) -> SocketAddr {
                 StateOptions {
                     master_key: Some(MASTER_KEY.to_string().into()),
                     no_jitter: false,
+                    store: None,
                 },
             );
             let listener = tokio::net::TcpListener::bind("127.0.0.1:0")

@@ -8,6 +8,7 @@ use serde_json::json;
 
 use crate::providers::FailureClass;
 use crate::router::RouteError;
+use crate::store::StoreError;
 
 /// An error as the client sees it: `{"error": {"message", "type", "param", "code"}}`.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -122,6 +123,35 @@ impl IntoResponse for ApiError {
             }
         }
         resp
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        match &e {
+            StoreError::NotFound { .. } => ApiError::not_found(e.to_string()),
+            StoreError::Conflict { field, .. } => {
+                ApiError::new(StatusCode::CONFLICT, "invalid_request_error", e.to_string())
+                    .with_param(field)
+                    .with_code("conflict")
+            }
+            StoreError::InUse { .. } => {
+                ApiError::new(StatusCode::CONFLICT, "invalid_request_error", e.to_string())
+                    .with_code("in_use")
+            }
+            StoreError::UnknownReference { field, .. } => {
+                ApiError::bad_request(e.to_string()).with_param(field)
+            }
+            StoreError::Invalid { field, .. } => {
+                let field = field.clone();
+                ApiError::bad_request(e.to_string()).with_param(&field)
+            }
+            StoreError::Unavailable(_) => {
+                tracing::warn!(error = %e, "store unavailable");
+                ApiError::unavailable("store unavailable")
+            }
+            _ => ApiError::internal(&e),
+        }
     }
 }
 

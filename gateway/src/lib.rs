@@ -1,6 +1,7 @@
 //! Switchyard: an OpenAI-compatible LLM gateway. `app` builds the HTTP router over an
 //! [`AppState`]; `serve` runs it on a listener with graceful shutdown; `run` is the binary.
 
+pub mod admin;
 pub mod api;
 pub mod cli;
 pub mod config;
@@ -26,10 +27,13 @@ use axum::routing::{get, post};
 use crate::config::{defaults, Config};
 use crate::error::ApiError;
 use crate::keys::auth::{presented_token, Authenticator, MasterKeyAuth};
+use crate::keys::cache::KeyCache;
 use crate::keys::effective::EffectiveRouterSettings;
+use crate::keys::virtual_key::VirtualKeyAuth;
 use crate::metrics::Metrics;
 use crate::providers::ProviderClient;
 use crate::router::ModelRouter;
+use crate::store::Store;
 
 /// Everything a request handler needs. Cheap to clone.
 #[derive(Clone)]
@@ -43,6 +47,10 @@ pub struct AppInner {
     pub metrics: Arc<Metrics>,
     pub global_settings: Arc<EffectiveRouterSettings>,
     pub max_body: usize,
+    /// The SQL store, when one is configured: virtual keys and the admin API need it.
+    pub store: Option<Arc<dyn Store>>,
+    /// Resolved virtual keys; admin changes invalidate it.
+    pub key_cache: Arc<KeyCache>,
 }
 
 impl Deref for AppState {
@@ -59,6 +67,8 @@ pub struct StateOptions {
     pub master_key: Option<secrecy::SecretString>,
     /// Disable backoff jitter (tests).
     pub no_jitter: bool,
+    /// The store (from `DATABASE_URL`); `None` = master key only, no admin API.
+    pub store: Option<Arc<dyn Store>>,
 }
 
 impl AppState {
@@ -72,8 +82,17 @@ impl AppState {
         let master_key = opts
             .master_key
             .or_else(|| config.general_settings.master_key.clone());
-        let auth: Arc<dyn Authenticator> =
-            Arc::new(MasterKeyAuth::new(master_key, Arc::clone(&global_settings)));
+        let master = MasterKeyAuth::new(master_key, Arc::clone(&global_settings));
+        let key_cache = Arc::new(KeyCache::new());
+        let auth: Arc<dyn Authenticator> = match &opts.store {
+            Some(store) => Arc::new(VirtualKeyAuth::new(
+                master,
+                Arc::clone(store),
+                Arc::clone(&key_cache),
+                &config,
+            )),
+            None => Arc::new(master),
+        };
         let max_body = config
             .general_settings
             .max_request_body_bytes
@@ -86,6 +105,8 @@ impl AppState {
             metrics,
             global_settings,
             max_body,
+            store: opts.store,
+            key_cache,
         }))
     }
 }
@@ -102,6 +123,7 @@ pub fn app(state: AppState) -> axum::Router {
         .route_layer(middleware::from_fn_with_state(state.clone(), authenticate));
     axum::Router::new()
         .merge(proxied)
+        .merge(admin::routes(state.clone()))
         .route("/health/liveliness", get(api::health::liveliness))
         .route("/health/liveness", get(api::health::liveliness))
         .route("/health/readiness", get(api::health::readiness))

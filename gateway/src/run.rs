@@ -82,10 +82,15 @@ async fn serve(args: ServeArgs) -> ExitCode {
         .map(Duration::from_secs)
         .or(loaded.config.general_settings.graceful_shutdown_timeout)
         .unwrap_or(Duration::from_secs(30));
+    let store = match open_store(&loaded.config).await {
+        Ok(s) => s,
+        Err(code) => return code,
+    };
     let state = AppState::new(
         loaded.config,
         StateOptions {
             master_key,
+            store: store.clone(),
             ..Default::default()
         },
     );
@@ -99,7 +104,11 @@ async fn serve(args: ServeArgs) -> ExitCode {
     };
     let local = listener.local_addr().map(|a| a.to_string()).unwrap_or(addr);
     tracing::info!(address = %local, "switchyard listening");
-    match crate::serve(listener, state, shutdown_signal(), grace).await {
+    let served = crate::serve(listener, state, shutdown_signal(), grace).await;
+    if let Some(store) = store {
+        store.close().await;
+    }
+    match served {
         Ok(()) => {
             tracing::info!("switchyard stopped");
             ExitCode::SUCCESS
@@ -107,6 +116,41 @@ async fn serve(args: ServeArgs) -> ExitCode {
         Err(e) => {
             eprintln!("error: server failed: {e}");
             ExitCode::from(1)
+        }
+    }
+}
+
+/// Opens the store named by `DATABASE_URL` (else `general_settings.database_url`); `None`
+/// when neither is set. A store that cannot be opened stops start-up with exit code 1.
+async fn open_store(
+    config: &config::Config,
+) -> Result<Option<std::sync::Arc<dyn crate::store::Store>>, ExitCode> {
+    use secrecy::{ExposeSecret, SecretString};
+    let url = env_lookup("DATABASE_URL")
+        .filter(|u| !u.is_empty())
+        .map(SecretString::from)
+        .or_else(|| config.general_settings.database_url.clone());
+    let Some(url) = url else {
+        return Ok(None);
+    };
+    let mut options = crate::store::StoreOptions::default();
+    if let Some(salt) = env_lookup("SWITCHYARD_SALT_KEY").filter(|s| !s.is_empty()) {
+        match crate::store::SecretCipher::for_credentials(&SecretString::from(salt)) {
+            Ok(c) => options = options.with_cipher(c),
+            Err(e) => {
+                eprintln!("error: SWITCHYARD_SALT_KEY: {e}");
+                return Err(ExitCode::from(1));
+            }
+        }
+    }
+    match crate::store::connect_with(url.expose_secret(), options).await {
+        Ok(store) => {
+            tracing::info!(backend = ?store.backend(), "store connected");
+            Ok(Some(store))
+        }
+        Err(e) => {
+            eprintln!("error: cannot open the store: {e}");
+            Err(ExitCode::from(1))
         }
     }
 }

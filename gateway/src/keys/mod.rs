@@ -1,4 +1,7 @@
 //! Who is calling and with which settings: authentication and Key > Team > Global resolution.
 
 pub mod auth;
+pub mod cache;
 pub mod effective;
+pub mod limits;
+pub mod virtual_key;

@@ -1,12 +1,14 @@
 //! Starts an in-process gateway on 127.0.0.1:0 over a programmatic config, and builds
 //! wiremock upstream responses in the OpenAI shape.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::{json, Value};
 use switchyard::config::{
     Config, Deployment, DeploymentId, ModelInfo, ProviderKind, RouterSettings,
 };
+use switchyard::store::Store;
 use switchyard::{AppState, StateOptions};
 use tokio::sync::oneshot;
 use wiremock::matchers::{method, path};
@@ -26,11 +28,21 @@ impl Drop for Gateway {
 }
 
 pub async fn start(config: Config, master_key: Option<&str>) -> Gateway {
+    start_with_store(config, master_key, None).await
+}
+
+/// [`start`] with a store: virtual keys and the admin API are on.
+pub async fn start_with_store(
+    config: Config,
+    master_key: Option<&str>,
+    store: Option<Arc<dyn Store>>,
+) -> Gateway {
     let state = AppState::new(
         config,
         StateOptions {
             master_key: master_key.map(|k| k.to_string().into()),
             no_jitter: true,
+            store,
         },
     );
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();

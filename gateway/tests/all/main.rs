@@ -6,6 +6,7 @@
 mod cli;
 mod config;
 mod harness;
+mod keys;
 mod providers;
 mod proxy;
 mod store;

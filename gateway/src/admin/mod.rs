@@ -1,0 +1,76 @@
+//! The admin API (LiteLLM paths): virtual keys and teams. Master key only; every change
+//! invalidates the key cache so it takes effect on the next request.
+
+mod keys;
+mod teams;
+mod validate;
+
+use axum::body::Bytes;
+use axum::extract::{Request, State};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Deserializer};
+use std::sync::Arc;
+
+use crate::error::ApiError;
+use crate::keys::auth::presented_token;
+use crate::store::Store;
+use crate::AppState;
+
+/// The admin routes, behind [`require_master`].
+pub fn routes(state: AppState) -> axum::Router<AppState> {
+    axum::Router::new()
+        .route("/key/generate", post(keys::generate))
+        .route("/key/update", post(keys::update))
+        .route("/key/delete", post(keys::delete))
+        .route("/key/info", get(keys::info))
+        .route("/key/list", get(keys::list))
+        .route("/key/regenerate", post(keys::regenerate))
+        .route("/key/block", post(keys::block))
+        .route("/key/unblock", post(keys::unblock))
+        .route("/team/new", post(teams::create))
+        .route("/team/update", post(teams::update))
+        .route("/team/delete", post(teams::delete))
+        .route("/team/info", get(teams::info))
+        .route("/team/list", get(teams::list))
+        .route("/team/member_add", post(teams::member_add))
+        .route("/team/member_delete", post(teams::member_delete))
+        .route_layer(middleware::from_fn_with_state(state, require_master))
+}
+
+/// Only the master key (or an open gateway) reaches admin handlers; a virtual key gets 403.
+async fn require_master(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let token = presented_token(req.headers());
+    match state.auth.authenticate(token).await {
+        Ok(ctx) if ctx.is_admin() => next.run(req).await,
+        Ok(_) => ApiError::forbidden("admin routes need the master key").into_response(),
+        Err(e) => e.into_response(),
+    }
+}
+
+/// The store, or 503 when none is configured.
+fn store(state: &AppState) -> Result<Arc<dyn Store>, ApiError> {
+    state.store.clone().ok_or_else(|| {
+        ApiError::unavailable("no store configured: set DATABASE_URL to use the admin API")
+    })
+}
+
+/// Parses a JSON body; errors (unknown fields included) are 400 naming the field.
+fn body<T: DeserializeOwned>(bytes: &Bytes) -> Result<T, ApiError> {
+    serde_json::from_slice(bytes)
+        .map_err(|e| ApiError::bad_request(format!("invalid request body: {e}")))
+}
+
+/// For patch bodies: absent → `None`, `null` → `Some(None)`, value → `Some(Some(v))`.
+fn double<'de, D: Deserializer<'de>, T: Deserialize<'de>>(
+    d: D,
+) -> Result<Option<Option<T>>, D::Error> {
+    Option::<T>::deserialize(d).map(Some)
+}
+
+/// A bad query string as a 400 naming the parameter.
+fn query_error(e: axum::extract::rejection::QueryRejection) -> ApiError {
+    ApiError::bad_request(e.body_text())
+}

@@ -1,0 +1,327 @@
+//! `/team/*` handlers: new, update, delete, info, list, member_add, member_delete.
+
+use axum::body::Bytes;
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Query, State};
+use axum::Json;
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use super::{body, double, query_error, store, validate};
+use crate::config::RouterSettings;
+use crate::error::ApiError;
+use crate::store::{
+    Actor, JsonObject, Page, Store, Team, TeamFilter, TeamMember, TeamPatch, TeamRole, TeamSpec,
+    Usd, UserSpec,
+};
+use crate::AppState;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewBody {
+    #[serde(default)]
+    team_id: Option<String>,
+    #[serde(default)]
+    team_alias: Option<String>,
+    #[serde(default)]
+    organization_id: Option<String>,
+    #[serde(default)]
+    models: Vec<String>,
+    #[serde(default)]
+    max_budget: Option<Usd>,
+    #[serde(default)]
+    soft_budget: Option<Usd>,
+    #[serde(default)]
+    budget_duration: Option<String>,
+    #[serde(default)]
+    rpm_limit: Option<u64>,
+    #[serde(default)]
+    tpm_limit: Option<u64>,
+    #[serde(default)]
+    max_parallel_requests: Option<u64>,
+    #[serde(default)]
+    router_settings: Option<RouterSettings>,
+    #[serde(default)]
+    metadata: JsonObject,
+    #[serde(default)]
+    blocked: bool,
+    #[serde(default, alias = "members")]
+    members_with_roles: Vec<MemberBody>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MemberBody {
+    user_id: String,
+    #[serde(default)]
+    role: TeamRole,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateBody {
+    team_id: String,
+    #[serde(default, deserialize_with = "double")]
+    team_alias: Option<Option<String>>,
+    #[serde(default, deserialize_with = "double")]
+    organization_id: Option<Option<String>>,
+    #[serde(default)]
+    models: Option<Vec<String>>,
+    #[serde(default, deserialize_with = "double")]
+    max_budget: Option<Option<Usd>>,
+    #[serde(default, deserialize_with = "double")]
+    soft_budget: Option<Option<Usd>>,
+    #[serde(default, deserialize_with = "double")]
+    budget_duration: Option<Option<String>>,
+    #[serde(default, deserialize_with = "double")]
+    rpm_limit: Option<Option<u64>>,
+    #[serde(default, deserialize_with = "double")]
+    tpm_limit: Option<Option<u64>>,
+    #[serde(default, deserialize_with = "double")]
+    max_parallel_requests: Option<Option<u64>>,
+    #[serde(default, deserialize_with = "double")]
+    router_settings: Option<Option<RouterSettings>>,
+    #[serde(default)]
+    metadata: Option<JsonObject>,
+    #[serde(default)]
+    blocked: Option<bool>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeleteBody {
+    team_ids: Vec<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InfoQuery {
+    team_id: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListQuery {
+    #[serde(default)]
+    page: Option<u64>,
+    #[serde(default)]
+    size: Option<u32>,
+    #[serde(default)]
+    organization_id: Option<String>,
+    #[serde(default)]
+    user_id: Option<String>,
+    #[serde(default)]
+    team_alias: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum OneOrMany {
+    One(MemberBody),
+    Many(Vec<MemberBody>),
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MemberAddBody {
+    team_id: String,
+    member: OneOrMany,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MemberDeleteBody {
+    team_id: String,
+    user_id: String,
+}
+
+fn view(t: &Team) -> Value {
+    let mut v = serde_json::to_value(&t.spec).unwrap_or_else(|_| json!({}));
+    if let Some(o) = v.as_object_mut() {
+        o.insert("spend".into(), json!(t.spend));
+        o.insert("budget_reset_at".into(), json!(t.budget_reset_at));
+        o.insert("created_at".into(), json!(t.created_at));
+        o.insert("updated_at".into(), json!(t.updated_at));
+    }
+    v
+}
+
+/// Members must exist as users; LiteLLM creates them on the fly, and so do we.
+async fn ensure_users(store: &dyn Store, members: &[TeamMember]) -> Result<(), ApiError> {
+    for m in members {
+        if store.user(&m.user_id).await?.is_none() {
+            store
+                .create_user(&Actor::master_key(), &UserSpec::new(m.user_id.clone()))
+                .await?;
+        }
+    }
+    Ok(())
+}
+
+async fn find(store: &dyn Store, id: &str) -> Result<Team, ApiError> {
+    store
+        .team(id)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("team {id:?} not found")))
+}
+
+pub async fn create(State(state): State<AppState>, bytes: Bytes) -> Result<Json<Value>, ApiError> {
+    let store = store(&state)?;
+    let b: NewBody = body(&bytes)?;
+    if let Some(rs) = &b.router_settings {
+        validate::router_settings(&state.config, rs)?;
+    }
+    let members: Vec<TeamMember> = b
+        .members_with_roles
+        .into_iter()
+        .map(|m| TeamMember::new(m.user_id, m.role))
+        .collect();
+    let spec = TeamSpec {
+        team_id: b
+            .team_id
+            .unwrap_or_else(|| uuid::Uuid::new_v4().to_string()),
+        team_alias: b.team_alias,
+        organization_id: b.organization_id,
+        models: b.models,
+        max_budget: b.max_budget,
+        soft_budget: b.soft_budget,
+        budget_duration: b.budget_duration,
+        rpm_limit: b.rpm_limit,
+        tpm_limit: b.tpm_limit,
+        max_parallel_requests: b.max_parallel_requests,
+        router_settings: b.router_settings,
+        metadata: b.metadata,
+        blocked: b.blocked,
+        members,
+    };
+    ensure_users(store.as_ref(), &spec.members).await?;
+    let team = store.create_team(&Actor::master_key(), &spec).await?;
+    state.key_cache.invalidate_all();
+    Ok(Json(view(&team)))
+}
+
+pub async fn update(State(state): State<AppState>, bytes: Bytes) -> Result<Json<Value>, ApiError> {
+    let store = store(&state)?;
+    let b: UpdateBody = body(&bytes)?;
+    if let Some(Some(rs)) = &b.router_settings {
+        validate::router_settings(&state.config, rs)?;
+    }
+    let patch = TeamPatch {
+        team_alias: b.team_alias,
+        organization_id: b.organization_id,
+        models: b.models,
+        max_budget: b.max_budget,
+        soft_budget: b.soft_budget,
+        budget_duration: b.budget_duration,
+        rpm_limit: b.rpm_limit,
+        tpm_limit: b.tpm_limit,
+        max_parallel_requests: b.max_parallel_requests,
+        router_settings: b.router_settings,
+        metadata: b.metadata,
+        blocked: b.blocked,
+        members: None,
+    };
+    let team = store
+        .update_team(&Actor::master_key(), &b.team_id, &patch)
+        .await?;
+    state.key_cache.invalidate_all();
+    Ok(Json(view(&team)))
+}
+
+pub async fn delete(State(state): State<AppState>, bytes: Bytes) -> Result<Json<Value>, ApiError> {
+    let store = store(&state)?;
+    let b: DeleteBody = body(&bytes)?;
+    for id in &b.team_ids {
+        find(store.as_ref(), id).await?;
+    }
+    let mut deleted = Vec::new();
+    for id in &b.team_ids {
+        deleted.push(
+            store
+                .delete_team(&Actor::master_key(), id)
+                .await?
+                .spec
+                .team_id,
+        );
+    }
+    state.key_cache.invalidate_all();
+    Ok(Json(json!({"deleted_teams": deleted})))
+}
+
+pub async fn info(
+    State(state): State<AppState>,
+    q: Result<Query<InfoQuery>, QueryRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let Query(q) = q.map_err(query_error)?;
+    let store = store(&state)?;
+    let team = find(store.as_ref(), &q.team_id).await?;
+    Ok(Json(
+        json!({"team_id": team.spec.team_id, "team_info": view(&team)}),
+    ))
+}
+
+pub async fn list(
+    State(state): State<AppState>,
+    q: Result<Query<ListQuery>, QueryRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let Query(q) = q.map_err(query_error)?;
+    let store = store(&state)?;
+    let size = q.size.unwrap_or(100);
+    let page = q.page.unwrap_or(1).max(1);
+    let filter = TeamFilter {
+        organization_id: q.organization_id,
+        member_user_id: q.user_id,
+        alias_contains: q.team_alias,
+    };
+    let paged = store
+        .list_teams(&filter, Page::new(size, (page - 1) * u64::from(size)))
+        .await?;
+    let teams: Vec<Value> = paged.items.iter().map(view).collect();
+    Ok(Json(
+        json!({"teams": teams, "total_count": paged.total, "current_page": page}),
+    ))
+}
+
+pub async fn member_add(
+    State(state): State<AppState>,
+    bytes: Bytes,
+) -> Result<Json<Value>, ApiError> {
+    let store = store(&state)?;
+    let b: MemberAddBody = body(&bytes)?;
+    let members: Vec<TeamMember> = match b.member {
+        OneOrMany::One(m) => vec![TeamMember::new(m.user_id, m.role)],
+        OneOrMany::Many(ms) => ms
+            .into_iter()
+            .map(|m| TeamMember::new(m.user_id, m.role))
+            .collect(),
+    };
+    find(store.as_ref(), &b.team_id).await?;
+    ensure_users(store.as_ref(), &members).await?;
+    let mut team = None;
+    for m in &members {
+        team = Some(
+            store
+                .add_team_member(&Actor::master_key(), &b.team_id, m)
+                .await?,
+        );
+    }
+    state.key_cache.invalidate_all();
+    let team = match team {
+        Some(t) => t,
+        None => find(store.as_ref(), &b.team_id).await?,
+    };
+    Ok(Json(view(&team)))
+}
+
+pub async fn member_delete(
+    State(state): State<AppState>,
+    bytes: Bytes,
+) -> Result<Json<Value>, ApiError> {
+    let store = store(&state)?;
+    let b: MemberDeleteBody = body(&bytes)?;
+    let team = store
+        .remove_team_member(&Actor::master_key(), &b.team_id, &b.user_id)
+        .await?;
+    state.key_cache.invalidate_all();
+    Ok(Json(view(&team)))
+}

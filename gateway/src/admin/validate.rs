@@ -1,0 +1,154 @@
+//! Checks router settings saved on keys and teams against the groups and deployments the
+//! gateway knows: unknown names and fallback cycles are refused before anything is saved.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use crate::config::{Config, FallbackRule, RouterSettings};
+use crate::error::ApiError;
+
+/// Every name a fallback or alias may point at: model groups and deployment ids.
+fn known(config: &Config) -> (BTreeSet<String>, BTreeSet<String>) {
+    let groups: BTreeSet<String> = config.group_names().into_iter().map(String::from).collect();
+    let deployments = config
+        .model_list
+        .iter()
+        .map(|d| d.id.0.clone())
+        .chain(config.unserved.iter().map(|u| u.id.0.clone()))
+        .collect();
+    (groups, deployments)
+}
+
+fn unknown(field: &str, name: &str, groups: &BTreeSet<String>) -> ApiError {
+    let list: Vec<&str> = groups.iter().map(String::as_str).collect();
+    ApiError::bad_request(format!(
+        "{field} names unknown model group or deployment {name:?}; known groups: {}",
+        list.join(", ")
+    ))
+    .with_param(field)
+}
+
+/// Refuses `settings` (of a key or team) naming unknown groups or forming a fallback cycle.
+pub fn router_settings(config: &Config, settings: &RouterSettings) -> Result<(), ApiError> {
+    let (groups, deployments) = known(config);
+    let aliases: BTreeSet<&str> = settings
+        .model_group_alias
+        .iter()
+        .flat_map(|m| m.keys().map(String::as_str))
+        .chain(
+            config
+                .router_settings
+                .model_group_alias
+                .iter()
+                .flat_map(|m| m.keys().map(String::as_str)),
+        )
+        .collect();
+    let is_known = |n: &str| groups.contains(n) || deployments.contains(n) || aliases.contains(n);
+    let lists: [(&str, &Option<Vec<FallbackRule>>); 3] = [
+        ("router_settings.fallbacks", &settings.fallbacks),
+        (
+            "router_settings.context_window_fallbacks",
+            &settings.context_window_fallbacks,
+        ),
+        (
+            "router_settings.content_policy_fallbacks",
+            &settings.content_policy_fallbacks,
+        ),
+    ];
+    for (field, rules) in lists {
+        let Some(rules) = rules else { continue };
+        let mut edges: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+        for r in rules {
+            if r.group != "*" && !is_known(&r.group) {
+                return Err(unknown(field, &r.group, &groups));
+            }
+            for t in &r.targets {
+                if !is_known(t) {
+                    return Err(unknown(field, t, &groups));
+                }
+                edges.entry(r.group.as_str()).or_default().push(t.as_str());
+            }
+        }
+        if let Some(cycle) = find_cycle(&edges) {
+            return Err(ApiError::bad_request(format!(
+                "{field} forms a fallback cycle: {}",
+                cycle.join(" -> ")
+            ))
+            .with_param(field));
+        }
+    }
+    for t in settings.default_fallbacks.iter().flatten() {
+        if !is_known(t) {
+            return Err(unknown("router_settings.default_fallbacks", t, &groups));
+        }
+    }
+    for target in settings.model_group_alias.iter().flat_map(|m| m.values()) {
+        if !groups.contains(target.target()) {
+            return Err(unknown(
+                "router_settings.model_group_alias",
+                target.target(),
+                &groups,
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// A key's `aliases` map must point at known groups.
+pub fn key_aliases(config: &Config, aliases: &BTreeMap<String, String>) -> Result<(), ApiError> {
+    let (groups, _) = known(config);
+    for target in aliases.values() {
+        if !groups.contains(target) {
+            return Err(unknown("aliases", target, &groups));
+        }
+    }
+    Ok(())
+}
+
+fn find_cycle<'a>(edges: &BTreeMap<&'a str, Vec<&'a str>>) -> Option<Vec<&'a str>> {
+    fn visit<'a>(
+        node: &'a str,
+        edges: &BTreeMap<&'a str, Vec<&'a str>>,
+        stack: &mut Vec<&'a str>,
+        done: &mut BTreeSet<&'a str>,
+    ) -> Option<Vec<&'a str>> {
+        if let Some(pos) = stack.iter().position(|n| *n == node) {
+            let mut c = stack[pos..].to_vec();
+            c.push(node);
+            return Some(c);
+        }
+        if done.contains(node) {
+            return None;
+        }
+        stack.push(node);
+        for next in edges.get(node).into_iter().flatten() {
+            if let Some(c) = visit(next, edges, stack, done) {
+                return Some(c);
+            }
+        }
+        stack.pop();
+        done.insert(node);
+        None
+    }
+    let mut done = BTreeSet::new();
+    for start in edges.keys() {
+        if let Some(c) = visit(start, edges, &mut Vec::new(), &mut done) {
+            return Some(c);
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cycles_are_found() {
+        let mut e = BTreeMap::new();
+        e.insert("a", vec!["b"]);
+        e.insert("b", vec!["c"]);
+        assert!(find_cycle(&e).is_none());
+        e.insert("c", vec!["a"]);
+        assert_eq!(find_cycle(&e), Some(vec!["a", "b", "c", "a"]));
+    }
+}
