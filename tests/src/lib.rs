@@ -206,6 +206,7 @@ impl Env {
             StateOptions {
                 master_key: Some(MASTER_KEY.to_owned().into()),
                 no_jitter: true,
+                ..StateOptions::default()
             },
         );
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
