@@ -1,1 +1,1 @@
-//! placeholder
+//! Readiness memo model, rendering and signing. Not built yet.
