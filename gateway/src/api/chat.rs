@@ -15,7 +15,9 @@ use futures::StreamExt;
 use serde_json::Value;
 use tokio::time::Instant;
 
-use super::{failure_headers, read_body, required_model, routed_headers, take_gateway_fields};
+use super::{
+    read_body, required_model, route_failure, routed_headers, routed_json, take_gateway_fields,
+};
 use crate::error::ApiError;
 use crate::keys::auth::AuthContext;
 use crate::providers::{chunk_usage, is_usage_chunk, ChatRequest, ChunkStream, ProviderError};
@@ -142,25 +144,13 @@ async fn handle(
             .await;
         return match result {
             Ok(routed) => {
-                let body = serde_json::to_vec(&routed.value.body).map_err(ApiError::internal)?;
-                let mut resp = Response::new(Body::from(body));
-                resp.headers_mut().insert(
-                    header::CONTENT_TYPE,
-                    HeaderValue::from_static("application/json"),
-                );
-                routed_headers(resp.headers_mut(), &routed, source);
-                let overhead = started.elapsed().as_micros() as u64
-                    - upstream_us
-                        .load(Ordering::Relaxed)
-                        .min(started.elapsed().as_micros() as u64);
-                state.metrics.overhead.observe(overhead as f64 / 1e6);
+                let resp = routed_json(&routed.value.body, &routed, source)?;
+                let total_us = started.elapsed().as_micros() as u64;
+                let overhead_us = total_us.saturating_sub(upstream_us.load(Ordering::Relaxed));
+                state.metrics.overhead.observe(overhead_us as f64 / 1e6);
                 Ok(resp)
             }
-            Err(e) => {
-                let mut resp = ApiError::from(&e).into_response();
-                failure_headers(resp.headers_mut(), &e, source);
-                Ok(resp)
-            }
+            Err(e) => Ok(route_failure(&e, source)),
         };
     }
 
@@ -238,11 +228,7 @@ async fn handle(
             *resp.status_mut() = StatusCode::OK;
             Ok(resp)
         }
-        Err(e) => {
-            let mut resp = ApiError::from(&e).into_response();
-            failure_headers(resp.headers_mut(), &e, source);
-            Ok(resp)
-        }
+        Err(e) => Ok(route_failure(&e, source)),
     }
 }
 

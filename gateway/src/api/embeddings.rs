@@ -4,12 +4,11 @@ use std::sync::Arc;
 
 use axum::body::Body;
 use axum::extract::State;
-use axum::http::{header, HeaderValue};
 use axum::response::{IntoResponse, Response};
 use axum::Extension;
 use serde_json::Value;
 
-use super::{failure_headers, read_body, required_model, routed_headers, take_gateway_fields};
+use super::{read_body, required_model, route_failure, routed_json, take_gateway_fields};
 use crate::error::ApiError;
 use crate::keys::auth::AuthContext;
 use crate::router::RouteRequest;
@@ -74,20 +73,7 @@ async fn handle(state: &AppState, auth: &AuthContext, body: Body) -> Result<Resp
         .await;
     let source = settings.headline_source();
     match result {
-        Ok(routed) => {
-            let body = serde_json::to_vec(&routed.value.0).map_err(ApiError::internal)?;
-            let mut resp = Response::new(Body::from(body));
-            resp.headers_mut().insert(
-                header::CONTENT_TYPE,
-                HeaderValue::from_static("application/json"),
-            );
-            routed_headers(resp.headers_mut(), &routed, source);
-            Ok(resp)
-        }
-        Err(e) => {
-            let mut resp = ApiError::from(&e).into_response();
-            failure_headers(resp.headers_mut(), &e, source);
-            Ok(resp)
-        }
+        Ok(routed) => routed_json(&routed.value.0, &routed, source),
+        Err(e) => Ok(route_failure(&e, source)),
     }
 }

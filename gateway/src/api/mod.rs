@@ -215,6 +215,30 @@ pub fn failure_headers(headers: &mut HeaderMap, e: &RouteError, source: Source) 
     }
 }
 
+/// The response for a request the router could not serve: OpenAI-shaped error plus the path tried.
+pub fn route_failure(e: &RouteError, source: Source) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let mut resp = ApiError::from(e).into_response();
+    failure_headers(resp.headers_mut(), e, source);
+    resp
+}
+
+/// A served JSON body with the observability headers.
+pub fn routed_json<T>(
+    body: &Value,
+    r: &Routed<T>,
+    source: Source,
+) -> Result<axum::response::Response, ApiError> {
+    let bytes = serde_json::to_vec(body).map_err(ApiError::internal)?;
+    let mut resp = axum::response::Response::new(Body::from(bytes));
+    resp.headers_mut().insert(
+        axum::http::header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    routed_headers(resp.headers_mut(), r, source);
+    Ok(resp)
+}
+
 /// Rough token estimate used before the upstream reports usage (4 bytes per token).
 pub fn estimate_tokens(bytes: usize) -> u64 {
     (bytes as u64).div_ceil(4)
