@@ -18,6 +18,7 @@ use std::ops::Deref;
 use std::sync::Arc;
 use std::time::Duration;
 
+use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::http::{HeaderValue, StatusCode};
 use axum::middleware::{self, Next};
@@ -29,6 +30,8 @@ use crate::error::ApiError;
 use crate::keys::auth::{presented_token, Authenticator, MasterKeyAuth};
 use crate::keys::cache::KeyCache;
 use crate::keys::effective::EffectiveRouterSettings;
+use crate::keys::limits::Limiters;
+use crate::keys::spend::{Ledger, SpendRecorder};
 use crate::keys::virtual_key::VirtualKeyAuth;
 use crate::metrics::Metrics;
 use crate::providers::ProviderClient;
@@ -51,6 +54,10 @@ pub struct AppInner {
     pub store: Option<Arc<dyn Store>>,
     /// Resolved virtual keys; admin changes invalidate it.
     pub key_cache: Arc<KeyCache>,
+    /// rpm/tpm/parallel counters per key and team.
+    pub limiters: Arc<Limiters>,
+    /// Writes spend to the store in batches (with a store only).
+    pub spend: Option<SpendRecorder>,
 }
 
 impl Deref for AppState {
@@ -84,15 +91,27 @@ impl AppState {
             .or_else(|| config.general_settings.master_key.clone());
         let master = MasterKeyAuth::new(master_key, Arc::clone(&global_settings));
         let key_cache = Arc::new(KeyCache::new());
+        let limiters = Arc::new(Limiters::default());
+        let ledger = Arc::new(Ledger::default());
         let auth: Arc<dyn Authenticator> = match &opts.store {
             Some(store) => Arc::new(VirtualKeyAuth::new(
                 master,
                 Arc::clone(store),
                 Arc::clone(&key_cache),
+                Arc::clone(&limiters),
+                Arc::clone(&ledger),
                 &config,
             )),
             None => Arc::new(master),
         };
+        let spend = opts.store.as_ref().map(|store| {
+            let cache = Arc::clone(&key_cache);
+            SpendRecorder::new(
+                Arc::clone(store),
+                ledger,
+                Arc::new(move || cache.invalidate_all()),
+            )
+        });
         let max_body = config
             .general_settings
             .max_request_body_bytes
@@ -107,7 +126,17 @@ impl AppState {
             max_body,
             store: opts.store,
             key_cache,
+            limiters,
+            spend,
         }))
+    }
+
+    /// Waits until recorded spend is in the store (at most `deadline`); `false` on timeout.
+    pub async fn flush_spend(&self, deadline: Duration) -> bool {
+        match &self.spend {
+            Some(s) => s.flush(deadline).await,
+            None => true,
+        }
     }
 }
 
@@ -146,9 +175,20 @@ async fn not_found(req: Request) -> Response {
 async fn authenticate(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
     let token = presented_token(req.headers());
     match state.auth.authenticate(token).await {
-        Ok(ctx) => {
+        Ok(mut ctx) => {
+            let guard = ctx.parallel.take();
             req.extensions_mut().insert(ctx);
-            next.run(req).await
+            let resp = next.run(req).await;
+            match guard {
+                // The slot is held until the body (a stream, maybe) is done or dropped.
+                Some(guard) => resp.map(|body| {
+                    Body::from_stream(futures::StreamExt::map(body.into_data_stream(), move |c| {
+                        let _held = &guard;
+                        c
+                    }))
+                }),
+                None => resp,
+            }
         }
         Err(e) => {
             state.metrics.request("auth", e.status.as_u16());

@@ -48,6 +48,9 @@ fn validate(file: &std::path::Path, strict: bool) -> ExitCode {
     }
 }
 
+/// How long shutdown waits for queued spend to reach the store.
+const SPEND_FLUSH_DEADLINE: std::time::Duration = std::time::Duration::from_secs(10);
+
 async fn serve(args: ServeArgs) -> ExitCode {
     let Some(path) = args.config.as_deref() else {
         eprintln!("error: no config to serve\nhint: pass --config FILE (a LiteLLM-compatible config.yaml)");
@@ -104,7 +107,14 @@ async fn serve(args: ServeArgs) -> ExitCode {
     };
     let local = listener.local_addr().map(|a| a.to_string()).unwrap_or(addr);
     tracing::info!(address = %local, "switchyard listening");
-    let served = crate::serve(listener, state, shutdown_signal(), grace).await;
+    let served = crate::serve(listener, state.clone(), shutdown_signal(), grace).await;
+    // Spend recorded by the last requests is still queued: write it before closing the store.
+    if !state.flush_spend(SPEND_FLUSH_DEADLINE).await {
+        tracing::error!(
+            deadline_s = SPEND_FLUSH_DEADLINE.as_secs(),
+            "spend not fully written at shutdown"
+        );
+    }
     if let Some(store) = store {
         store.close().await;
     }

@@ -85,6 +85,7 @@ async fn handle(
     let bytes = read_body(body, state.max_body).await?;
     let mut obj = super::parse_object(&bytes)?;
     let model = required_model(&obj)?;
+    let model = auth.resolve_alias(&model).to_string();
     validate_messages(&obj)?;
     let stream = super::optional_bool(&obj, "stream")?.unwrap_or(false);
     let include_usage = match obj.get("stream_options") {
@@ -120,6 +121,7 @@ async fn handle(
     };
     let source = settings.headline_source();
     let upstream_us = AtomicU64::new(0);
+    let usage = super::UsageSink::new(state, auth);
 
     if !stream {
         let timeout = settings.timeout().max(super::MIN_TIMEOUT);
@@ -144,6 +146,13 @@ async fn handle(
             .await;
         return match result {
             Ok(routed) => {
+                let u = &routed.value.usage;
+                usage.record(
+                    &routed.deployment.deployment,
+                    &routed.group,
+                    u.prompt_tokens,
+                    u.completion_tokens,
+                );
                 let resp = routed_json(&routed.value.body, &routed, source)?;
                 let total_us = started.elapsed().as_micros() as u64;
                 let overhead_us = total_us.saturating_sub(upstream_us.load(Ordering::Relaxed));
@@ -187,17 +196,22 @@ async fn handle(
             routed_headers(&mut headers, &routed, source);
             let (first, rest) = routed.value;
             let deployment = Arc::clone(&routed.deployment);
+            let group = routed.group.clone();
             let in_flight = routed.in_flight;
             let body = async_stream::stream! {
                 let _in_flight = in_flight;
                 let mut pending = Some(first);
                 let mut rest = rest;
+                let mut last_usage: Option<crate::providers::Usage> = None;
                 loop {
                     let chunk = match pending.take() {
                         Some(c) => c,
                         None => match rest.next().await {
                             Some(Ok(c)) => c,
                             Some(Err(e)) => {
+                                if let Some(u) = last_usage.take() {
+                                    usage.record(&deployment.deployment, &group, u.prompt_tokens, u.completion_tokens);
+                                }
                                 tracing::warn!(deployment = %e.deployment, class = %e.class, "stream failed after first byte");
                                 deployment.metrics.failure(e.class).inc();
                                 let err = mid_stream_error(&e);
@@ -209,11 +223,16 @@ async fn handle(
                     };
                     if let Some(u) = chunk_usage(&chunk) {
                         deployment.record_tokens(u.prompt_tokens + u.completion_tokens);
+                        // The last usage a stream reports is its total.
+                        last_usage = Some(u);
                     }
                     if !include_usage && is_usage_chunk(&chunk) {
                         continue;
                     }
                     yield Ok(sse_data(&chunk));
+                }
+                if let Some(u) = last_usage.take() {
+                    usage.record(&deployment.deployment, &group, u.prompt_tokens, u.completion_tokens);
                 }
                 yield Ok(Bytes::from_static(b"data: [DONE]\n\n"));
             };

@@ -31,6 +31,7 @@ async fn handle(state: &AppState, auth: &AuthContext, body: Body) -> Result<Resp
     let bytes = read_body(body, state.max_body).await?;
     let mut obj = super::parse_object(&bytes)?;
     let model = required_model(&obj)?;
+    let model = auth.resolve_alias(&model).to_string();
     match obj.get("input") {
         Some(Value::String(_)) | Some(Value::Array(_)) => {}
         Some(other) => {
@@ -73,7 +74,15 @@ async fn handle(state: &AppState, auth: &AuthContext, body: Body) -> Result<Resp
         .await;
     let source = settings.headline_source();
     match result {
-        Ok(routed) => routed_json(&routed.value.0, &routed, source),
+        Ok(routed) => {
+            super::UsageSink::new(state, auth).record(
+                &routed.deployment.deployment,
+                &routed.group,
+                routed.value.1,
+                0,
+            );
+            routed_json(&routed.value.0, &routed, source)
+        }
         Err(e) => Ok(route_failure(&e, source)),
     }
 }

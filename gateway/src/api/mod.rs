@@ -246,3 +246,63 @@ pub fn estimate_tokens(bytes: usize) -> u64 {
 
 /// Timeouts below this are clamped so a zero in config never disables a call outright.
 pub const MIN_TIMEOUT: Duration = Duration::from_millis(1);
+
+/// Where a served request's token usage goes: the caller's tpm windows and, for virtual keys
+/// with a store, the spend ledger and batch writer. Built before a stream starts, used when
+/// its usage chunk arrives.
+#[derive(Clone)]
+pub struct UsageSink {
+    state: crate::AppState,
+    key: Option<std::sync::Arc<crate::keys::auth::KeyContext>>,
+    started: chrono::DateTime<chrono::Utc>,
+}
+
+impl UsageSink {
+    pub fn new(state: &crate::AppState, auth: &crate::keys::auth::AuthContext) -> Self {
+        UsageSink {
+            state: state.clone(),
+            key: auth.key.clone(),
+            started: chrono::Utc::now(),
+        }
+    }
+
+    /// Counts `prompt + completion` tokens served by `deployment` for group `group`.
+    pub fn record(
+        &self,
+        deployment: &crate::config::Deployment,
+        group: &str,
+        prompt_tokens: u64,
+        completion_tokens: u64,
+    ) {
+        use crate::keys::spend::{cost, key_subject, team_subject, Usage};
+        let Some(key) = &self.key else {
+            return;
+        };
+        let tokens = prompt_tokens.saturating_add(completion_tokens);
+        if key.limits.tpm.is_some() {
+            self.state
+                .limiters
+                .tokens
+                .add(&key_subject(&key.public_id), tokens);
+        }
+        if let (Some(team), Some(l)) = (&key.team_id, &key.team_limits) {
+            if l.tpm.is_some() {
+                self.state.limiters.tokens.add(&team_subject(team), tokens);
+            }
+        }
+        if let Some(spend) = &self.state.spend {
+            spend.record(Usage {
+                key_public_id: Some(key.public_id.clone()),
+                team_id: key.team_id.clone(),
+                user_id: key.user_id.clone(),
+                organization_id: key.organization_id.clone(),
+                model_group: group.to_string(),
+                deployment_id: deployment.id.0.clone(),
+                prompt_tokens,
+                completion_tokens,
+                cost: cost(deployment, prompt_tokens, completion_tokens),
+                start_time: self.started,
+            });
+        }
+    }
+}

@@ -2,7 +2,7 @@
 //! [`AuthContext`]: who is calling, which models they may use and their effective router
 //! settings. The master-key authenticator lives here; the virtual-key one plugs in beside it.
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -12,7 +12,10 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 use super::effective::EffectiveRouterSettings;
+use super::limits::ParallelGuard;
+use super::spend::LedgerEntry;
 use crate::error::ApiError;
+use crate::store::Usd;
 
 /// Who made the request.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -35,6 +38,39 @@ pub struct AuthContext {
     pub settings: Arc<EffectiveRouterSettings>,
     /// Groups this caller may use; `None` = every group.
     pub allowed_groups: Option<Arc<HashSet<String>>>,
+    /// A virtual key's limits, budget and owners; `None` for the master key.
+    pub key: Option<Arc<KeyContext>>,
+    /// The caller's parallel-request slot, held until the response body ends. The auth
+    /// middleware takes it out before the context reaches handlers.
+    pub parallel: Option<Arc<ParallelGuard>>,
+}
+
+/// Limits of one subject (a key or its team).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SubjectLimits {
+    pub rpm: Option<u64>,
+    pub tpm: Option<u64>,
+    pub max_parallel_requests: Option<u64>,
+    pub max_budget: Option<Usd>,
+    /// Spend the store had when the key was resolved.
+    pub spend_at_read: Usd,
+    /// The ledger's entry for this subject just before that read.
+    pub ledger_at_read: LedgerEntry,
+}
+
+/// What the proxy needs to know about a virtual key beyond its settings.
+#[derive(Debug, Clone)]
+pub struct KeyContext {
+    pub public_id: String,
+    pub alias: Option<String>,
+    pub team_id: Option<String>,
+    pub user_id: Option<String>,
+    pub organization_id: Option<String>,
+    pub limits: SubjectLimits,
+    /// The team's limits, when the key belongs to a team.
+    pub team_limits: Option<SubjectLimits>,
+    /// Model name aliases (`{"gpt-4": "gpt-4o"}`), applied before routing.
+    pub aliases: BTreeMap<String, String>,
 }
 
 impl AuthContext {
@@ -46,6 +82,14 @@ impl AuthContext {
 
     pub fn is_admin(&self) -> bool {
         matches!(self.principal, Principal::Master | Principal::Open)
+    }
+
+    /// The model the caller meant: the key's alias for `model`, if it has one.
+    pub fn resolve_alias<'a>(&'a self, model: &'a str) -> &'a str {
+        self.key
+            .as_ref()
+            .and_then(|k| k.aliases.get(model))
+            .map_or(model, String::as_str)
     }
 }
 
@@ -122,6 +166,8 @@ impl Authenticator for MasterKeyAuth {
             principal,
             settings: Arc::clone(&self.settings),
             allowed_groups: None,
+            key: None,
+            parallel: None,
         })
     }
 }

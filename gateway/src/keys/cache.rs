@@ -15,6 +15,8 @@ use super::auth::AuthContext;
 pub const POSITIVE_TTL: Duration = Duration::from_secs(60);
 /// How long an unknown, blocked or expired key stays cached as "no".
 pub const NEGATIVE_TTL: Duration = Duration::from_secs(5);
+/// How long past its TTL a resolved key may still be used while the store is unreachable.
+pub const STALE_GRACE: Duration = Duration::from_secs(600);
 /// Entries kept before the cache is swept.
 const MAX_ENTRIES: usize = 100_000;
 
@@ -23,8 +25,6 @@ const MAX_ENTRIES: usize = 100_000;
 pub struct ResolvedKey {
     pub context: AuthContext,
     pub expires_at: Option<DateTime<Utc>>,
-    /// The key's `rpm_limit`, if any.
-    pub rpm_limit: Option<u64>,
 }
 
 #[derive(Debug)]
@@ -65,6 +65,16 @@ impl KeyCache {
             Some(e) if e.until > now => Cached::Known(e.value.clone()),
             _ => Cached::Miss,
         }
+    }
+
+    /// A resolved key whose TTL ran out less than [`STALE_GRACE`] ago: what the proxy serves
+    /// with while the store cannot be reached. Negative entries are never served stale.
+    pub fn get_stale(&self, hash: &str) -> Option<Arc<ResolvedKey>> {
+        let now = Instant::now();
+        let map = self.entries.lock().ok()?;
+        map.get(hash)
+            .filter(|e| e.until + STALE_GRACE > now)
+            .and_then(|e| e.value.clone())
     }
 
     /// Caches `value` unless the cache was invalidated since `generation` was read.

@@ -4,4 +4,5 @@ pub mod auth;
 pub mod cache;
 pub mod effective;
 pub mod limits;
+pub mod spend;
 pub mod virtual_key;

@@ -6,10 +6,15 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 
-use super::auth::{AuthContext, Authenticator, MasterKeyAuth, Principal};
+use axum::http::StatusCode;
+
+use super::auth::{
+    AuthContext, Authenticator, KeyContext, MasterKeyAuth, Principal, SubjectLimits,
+};
 use super::cache::{Cached, KeyCache, ResolvedKey};
 use super::effective::{EffectiveRouterSettings, Source};
-use super::limits::RpmLimiter;
+use super::limits::{Limiters, PARALLEL_RETRY_AFTER};
+use super::spend::{key_subject, team_subject, Ledger};
 use crate::config::{Config, RouterSettings};
 use crate::error::ApiError;
 use crate::store::{self, KeySpec, KeyStatus, Store, StoreError, Team};
@@ -22,7 +27,8 @@ pub struct VirtualKeyAuth {
     master: MasterKeyAuth,
     store: Arc<dyn Store>,
     cache: Arc<KeyCache>,
-    rpm: RpmLimiter,
+    limiters: Arc<Limiters>,
+    ledger: Arc<Ledger>,
     global: RouterSettings,
     /// Config `model_info.access_groups`: access group → model groups.
     config_access_groups: BTreeMap<String, Vec<String>>,
@@ -33,31 +39,44 @@ impl VirtualKeyAuth {
         master: MasterKeyAuth,
         store: Arc<dyn Store>,
         cache: Arc<KeyCache>,
+        limiters: Arc<Limiters>,
+        ledger: Arc<Ledger>,
         config: &Config,
     ) -> Self {
         VirtualKeyAuth {
             master,
             store,
             cache,
-            rpm: RpmLimiter::default(),
+            limiters,
+            ledger,
             global: config.router_settings.clone(),
             config_access_groups: config_access_groups(config),
         }
     }
 
     async fn lookup(&self, hash: &store::TokenHash) -> Result<Option<ResolvedKey>, StoreError> {
+        // Ledger entries are read before the store, so a flush racing the reads can only make
+        // the spend estimate high (see `keys::spend`).
+        let ledger_before = |subject: &str| self.ledger.entry(subject);
         let Some(record) = self.store.key_by_hash(hash).await? else {
             return Ok(None);
         };
         if record.status(store::now()) != KeyStatus::Active {
             return Ok(None);
         }
-        let team = match &record.spec.team_id {
-            Some(id) => match self.store.team(id).await? {
-                Some(t) if t.spec.blocked => return Ok(None),
-                t => t,
-            },
-            None => None,
+        let key_ledger = ledger_before(&key_subject(record.spec.public_id.as_str()));
+        let Some(record) = self.store.key_by_hash(hash).await? else {
+            return Ok(None);
+        };
+        let (team, team_ledger) = match &record.spec.team_id {
+            Some(id) => {
+                let at = ledger_before(&team_subject(id));
+                match self.store.team(id).await? {
+                    Some(t) if t.spec.blocked => return Ok(None),
+                    t => (t, at),
+                }
+            }
+            None => (None, Default::default()),
         };
         let settings = resolve_settings(&record.spec, team.as_ref(), &self.global);
         let models = if !record.spec.models.is_empty() {
@@ -68,18 +87,113 @@ impl VirtualKeyAuth {
                 .unwrap_or_default()
         };
         let allowed_groups = self.expand(&models).await?;
+        let spec = &record.spec;
+        let key = KeyContext {
+            public_id: spec.public_id.as_str().to_string(),
+            alias: spec.key_alias.clone(),
+            team_id: spec.team_id.clone(),
+            user_id: spec.user_id.clone(),
+            organization_id: team.as_ref().and_then(|t| t.spec.organization_id.clone()),
+            limits: SubjectLimits {
+                rpm: spec.rpm_limit,
+                tpm: spec.tpm_limit,
+                max_parallel_requests: spec.max_parallel_requests,
+                max_budget: spec.max_budget,
+                spend_at_read: record.spend,
+                ledger_at_read: key_ledger,
+            },
+            team_limits: team.as_ref().map(|t| SubjectLimits {
+                rpm: t.spec.rpm_limit,
+                tpm: t.spec.tpm_limit,
+                max_parallel_requests: t.spec.max_parallel_requests,
+                max_budget: t.spec.max_budget,
+                spend_at_read: t.spend,
+                ledger_at_read: team_ledger,
+            }),
+            aliases: spec.aliases.clone(),
+        };
         Ok(Some(ResolvedKey {
             context: AuthContext {
                 principal: Principal::VirtualKey {
-                    public_id: record.spec.public_id.as_str().to_string(),
-                    alias: record.spec.key_alias.clone(),
+                    public_id: spec.public_id.as_str().to_string(),
+                    alias: spec.key_alias.clone(),
                 },
                 settings: Arc::new(settings),
                 allowed_groups,
+                key: Some(Arc::new(key)),
+                parallel: None,
             },
-            expires_at: record.spec.expires_at,
-            rpm_limit: record.spec.rpm_limit,
+            expires_at: spec.expires_at,
         }))
+    }
+
+    /// Budgets, then request, token and parallel limits of the key and its team. Counts the
+    /// request against the rpm windows and takes the parallel slots when it passes.
+    fn enforce(&self, key: &KeyContext) -> Result<AuthContextGuard, ApiError> {
+        let key_s = key_subject(&key.public_id);
+        let team_s = key.team_id.as_deref().map(team_subject);
+        let label = key.alias.as_deref().unwrap_or(&key.public_id);
+        let mut subjects: Vec<(String, &SubjectLimits, String)> =
+            vec![(key_s, &key.limits, format!("key {label}"))];
+        if let (Some(s), Some(l)) = (team_s, key.team_limits.as_ref()) {
+            let team = key.team_id.as_deref().unwrap_or_default();
+            subjects.push((s, l, format!("team {team}")));
+        }
+        for (s, l, who) in &subjects {
+            if let Some(max) = l.max_budget {
+                let spend = self
+                    .ledger
+                    .spend_since(s, l.spend_at_read, l.ledger_at_read);
+                if spend >= max {
+                    return Err(ApiError::new(
+                        StatusCode::BAD_REQUEST,
+                        "budget_exceeded",
+                        format!(
+                            "budget exceeded for {who}: spend {spend} has reached max_budget {max}"
+                        ),
+                    )
+                    .with_code("budget_exceeded"));
+                }
+            }
+        }
+        for (s, l, who) in &subjects {
+            if let Some(limit) = l.tpm {
+                if let Err(wait) = self.limiters.tokens.check(s, limit) {
+                    return Err(ApiError::rate_limited(
+                        format!("tpm_limit of {who} reached: {limit} tokens per minute"),
+                        wait,
+                    ));
+                }
+            }
+        }
+        for (s, l, who) in &subjects {
+            if let Some(limit) = l.rpm {
+                if let Err(wait) = self.limiters.requests.try_count(s, limit) {
+                    return Err(ApiError::rate_limited(
+                        format!("rpm_limit of {who} reached: {limit} requests per minute"),
+                        wait,
+                    ));
+                }
+            }
+        }
+        let wanted: Vec<(&str, u64)> = subjects
+            .iter()
+            .filter_map(|(s, l, _)| l.max_parallel_requests.map(|n| (s.as_str(), n)))
+            .collect();
+        match self.limiters.parallel.acquire(&wanted) {
+            Ok(g) => Ok(g.map(Arc::new)),
+            Err(s) => {
+                let (_, l, who) = subjects
+                    .iter()
+                    .find(|(x, _, _)| *x == s)
+                    .unwrap_or(&subjects[0]);
+                let n = l.max_parallel_requests.unwrap_or_default();
+                Err(ApiError::rate_limited(
+                    format!("max_parallel_requests of {who} reached: {n} requests in flight"),
+                    PARALLEL_RETRY_AFTER,
+                ))
+            }
+        }
     }
 
     /// Model names (groups or access groups) → allowed groups; `None` = every group.
@@ -133,6 +247,8 @@ pub fn config_access_groups(config: &Config) -> BTreeMap<String, Vec<String>> {
     m
 }
 
+type AuthContextGuard = Option<Arc<super::limits::ParallelGuard>>;
+
 fn invalid_key() -> ApiError {
     ApiError::unauthorized("invalid API key")
 }
@@ -166,28 +282,26 @@ impl Authenticator for VirtualKeyAuth {
                         self.cache.put(&hash, v.clone(), generation);
                         v
                     }
-                    Err(e) => {
-                        tracing::warn!(error = %e, "key lookup failed");
-                        return Err(ApiError::unavailable("key store unavailable"));
-                    }
+                    Err(e) => match self.cache.get_stale(&hash) {
+                        Some(stale) => {
+                            tracing::warn!(error = %e, "key lookup failed; serving the cached key");
+                            Some(stale)
+                        }
+                        None => {
+                            tracing::warn!(error = %e, "key lookup failed");
+                            return Err(ApiError::unavailable("key store unavailable"));
+                        }
+                    },
                 }
             }
         };
         match resolved {
             Some(r) if r.expires_at.is_none_or(|t| t > store::now()) => {
-                if let (Some(limit), Principal::VirtualKey { public_id, .. }) =
-                    (r.rpm_limit, &r.context.principal)
-                {
-                    if let Err(wait) = self.rpm.check(public_id, limit) {
-                        return Err(ApiError::rate_limited(
-                            format!(
-                                "this key's rpm_limit of {limit} requests per minute is reached"
-                            ),
-                            wait,
-                        ));
-                    }
+                let mut ctx = r.context.clone();
+                if let Some(key) = &r.context.key {
+                    ctx.parallel = self.enforce(key)?;
                 }
-                Ok(r.context.clone())
+                Ok(ctx)
             }
             _ if open => self.master.authenticate(Some(token)).await,
             _ => Err(invalid_key()),

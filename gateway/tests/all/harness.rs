@@ -16,6 +16,8 @@ use wiremock::{Mock, MockServer, ResponseTemplate};
 
 pub struct Gateway {
     pub url: String,
+    /// The running gateway's state (flush spend, inspect limiters).
+    pub state: AppState,
     shutdown: Option<oneshot::Sender<()>>,
 }
 
@@ -48,10 +50,11 @@ pub async fn start_with_store(
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
     let (tx, rx) = oneshot::channel::<()>();
+    let served = state.clone();
     tokio::spawn(async move {
         switchyard::serve(
             listener,
-            state,
+            served,
             async {
                 let _ = rx.await;
             },
@@ -62,6 +65,7 @@ pub async fn start_with_store(
     });
     Gateway {
         url,
+        state,
         shutdown: Some(tx),
     }
 }

@@ -12,28 +12,37 @@ use wiremock::MockServer;
 
 use crate::harness::*;
 
-const MASTER: &str = "sk-master-test-key";
+pub(crate) const MASTER: &str = "sk-master-test-key";
 const POSTGRES_ENV: &str = "SWITCHYARD_TEST_POSTGRES_URL";
 
 /// A PostgreSQL schema made for one test, dropped by [`drop_schema`] when the test passes.
-struct PgSchema {
+pub(crate) struct PgSchema {
     admin: sqlx::PgPool,
     schema: String,
 }
 
-async fn drop_schema(pg: Option<PgSchema>) {
+pub(crate) async fn drop_schema(pg: Option<PgSchema>) {
     use sqlx::Executor;
     if let Some(pg) = pg {
-        pg.admin
-            .execute(format!("DROP SCHEMA \"{}\" CASCADE", pg.schema).as_str())
-            .await
-            .unwrap();
+        // A gateway of the test may still hold the schema's tables (its spend writer, say):
+        // a deadlock with it is retried, a bounded number of times.
+        let sql = format!("DROP SCHEMA \"{}\" CASCADE", pg.schema);
+        for attempt in 1..=5 {
+            match pg.admin.execute(sql.as_str()).await {
+                Ok(_) => return,
+                Err(e) if attempt < 5 => {
+                    eprintln!("drop schema {}: {e}; retrying", pg.schema);
+                    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+                }
+                Err(e) => panic!("drop schema {}: {e}", pg.schema),
+            }
+        }
     }
 }
 
 /// Every store the tests run on: SQLite in memory always, PostgreSQL (a fresh schema) when
 /// `SWITCHYARD_TEST_POSTGRES_URL` is set.
-async fn stores() -> (Vec<(&'static str, Arc<dyn Store>)>, Option<PgSchema>) {
+pub(crate) async fn stores() -> (Vec<(&'static str, Arc<dyn Store>)>, Option<PgSchema>) {
     let mut out: Vec<(&'static str, Arc<dyn Store>)> =
         vec![("sqlite", store::connect("sqlite::memory:").await.unwrap())];
     match std::env::var(POSTGRES_ENV) {
@@ -83,14 +92,14 @@ async fn fixture(store: Arc<dyn Store>) -> Fixture {
     Fixture { gw, _a: a, b, c }
 }
 
-fn client() -> reqwest::Client {
+pub(crate) fn client() -> reqwest::Client {
     reqwest::Client::builder()
         .timeout(Duration::from_secs(20))
         .build()
         .unwrap()
 }
 
-async fn admin_post(gw: &Gateway, path: &str, token: &str, body: Value) -> (u16, Value) {
+pub(crate) async fn admin_post(gw: &Gateway, path: &str, token: &str, body: Value) -> (u16, Value) {
     let r = client()
         .post(format!("{}{path}", gw.url))
         .bearer_auth(token)
@@ -102,7 +111,7 @@ async fn admin_post(gw: &Gateway, path: &str, token: &str, body: Value) -> (u16,
     (status, r.json().await.unwrap_or(Value::Null))
 }
 
-async fn admin_get(gw: &Gateway, path: &str, token: &str) -> (u16, Value) {
+pub(crate) async fn admin_get(gw: &Gateway, path: &str, token: &str) -> (u16, Value) {
     let r = client()
         .get(format!("{}{path}", gw.url))
         .bearer_auth(token)
@@ -113,7 +122,7 @@ async fn admin_get(gw: &Gateway, path: &str, token: &str) -> (u16, Value) {
     (status, r.json().await.unwrap_or(Value::Null))
 }
 
-async fn chat(gw: &Gateway, key: &str, model: &str) -> (u16, String) {
+pub(crate) async fn chat(gw: &Gateway, key: &str, model: &str) -> (u16, String) {
     let r = client()
         .post(format!("{}/v1/chat/completions", gw.url))
         .bearer_auth(key)
@@ -130,7 +139,7 @@ async fn chat(gw: &Gateway, key: &str, model: &str) -> (u16, String) {
     (status, content)
 }
 
-async fn generate(gw: &Gateway, body: Value) -> String {
+pub(crate) async fn generate(gw: &Gateway, body: Value) -> String {
     let (status, v) = admin_post(gw, "/key/generate", MASTER, body).await;
     assert_eq!(status, 200, "{v}");
     v["key"].as_str().unwrap().to_string()

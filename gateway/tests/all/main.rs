@@ -9,4 +9,5 @@ mod harness;
 mod keys;
 mod providers;
 mod proxy;
+mod spend;
 mod store;
