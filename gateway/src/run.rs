@@ -97,6 +97,15 @@ async fn serve(args: ServeArgs) -> ExitCode {
             ..Default::default()
         },
     );
+    // Runtime models (`/model/new`) serve from the start, merged with the config file's.
+    match crate::admin::models::load(&state).await {
+        Ok(0) => {}
+        Ok(n) => tracing::info!(runtime_models = n, "runtime models loaded from the store"),
+        Err(e) => {
+            eprintln!("error: cannot read runtime models from the store: {e}");
+            return ExitCode::from(1);
+        }
+    }
     let addr = format!("{}:{}", args.host, args.port);
     let listener = match tokio::net::TcpListener::bind(&addr).await {
         Ok(l) => l,

@@ -1,15 +1,21 @@
-//! The admin API (LiteLLM paths): virtual keys and teams. Master key only; every change
-//! invalidates the key cache so it takes effect on the next request.
+//! The admin API (LiteLLM paths): virtual keys, teams, organizations, users, budgets,
+//! credentials and runtime models. Master key only; every change invalidates the key cache so
+//! it takes effect on the next request.
 
+mod budgets;
+mod credentials;
 mod keys;
+pub mod models;
+mod organizations;
 mod teams;
+mod users;
 mod validate;
 
 use axum::body::Bytes;
 use axum::extract::{Request, State};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{get, patch, post};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer};
 use std::sync::Arc;
@@ -37,6 +43,35 @@ pub fn routes(state: AppState) -> axum::Router<AppState> {
         .route("/team/list", get(teams::list))
         .route("/team/member_add", post(teams::member_add))
         .route("/team/member_delete", post(teams::member_delete))
+        .route("/organization/new", post(organizations::create))
+        .route("/organization/update", post(organizations::update))
+        .route("/organization/delete", post(organizations::delete))
+        .route("/organization/info", get(organizations::info))
+        .route("/organization/list", get(organizations::list))
+        .route("/user/new", post(users::create))
+        .route("/user/update", post(users::update))
+        .route("/user/delete", post(users::delete))
+        .route("/user/info", get(users::info))
+        .route("/user/list", get(users::list))
+        .route("/budget/new", post(budgets::create))
+        .route("/budget/update", post(budgets::update))
+        .route("/budget/delete", post(budgets::delete))
+        .route("/budget/info", get(budgets::info).post(budgets::info_many))
+        .route("/budget/list", get(budgets::list))
+        .route(
+            "/credentials",
+            get(credentials::list).post(credentials::create),
+        )
+        .route("/credentials/by_name/{name}", get(credentials::info))
+        .route(
+            "/credentials/{name}",
+            patch(credentials::update).delete(credentials::delete),
+        )
+        .route("/model/new", post(models::create))
+        .route("/model/update", post(models::update))
+        .route("/model/delete", post(models::delete))
+        .route("/model/info", get(models::info))
+        .route("/v1/model/info", get(models::info))
         .route_layer(middleware::from_fn_with_state(state, require_master))
 }
 
@@ -57,10 +92,20 @@ fn store(state: &AppState) -> Result<Arc<dyn Store>, ApiError> {
     })
 }
 
-/// Parses a JSON body; errors (unknown fields included) are 400 naming the field.
+/// Parses a JSON body; errors (wrong types and unknown fields included) are 400 naming the
+/// field, in the message and in `param`.
 fn body<T: DeserializeOwned>(bytes: &Bytes) -> Result<T, ApiError> {
-    serde_json::from_slice(bytes)
-        .map_err(|e| ApiError::bad_request(format!("invalid request body: {e}")))
+    let de = &mut serde_json::Deserializer::from_slice(bytes);
+    serde_path_to_error::deserialize(de).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        if path.is_empty() || path == "." {
+            ApiError::bad_request(format!("invalid request body: {inner}"))
+        } else {
+            ApiError::bad_request(format!("invalid request body: {path}: {inner}"))
+                .with_param(&path)
+        }
+    })
 }
 
 /// For patch bodies: absent → `None`, `null` → `Some(None)`, value → `Some(Some(v))`.

@@ -1,18 +1,24 @@
 //! Checks router settings saved on keys and teams against the groups and deployments the
-//! gateway knows: unknown names and fallback cycles are refused before anything is saved.
+//! gateway knows (the config file's and the runtime models of the live routing table):
+//! unknown names and fallback cycles are refused before anything is saved.
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use crate::config::{Config, FallbackRule, RouterSettings};
 use crate::error::ApiError;
+use crate::router::groups::ModelGroups;
 
-/// Every name a fallback or alias may point at: model groups and deployment ids.
-fn known(config: &Config) -> (BTreeSet<String>, BTreeSet<String>) {
-    let groups: BTreeSet<String> = config.group_names().into_iter().map(String::from).collect();
-    let deployments = config
-        .model_list
-        .iter()
-        .map(|d| d.id.0.clone())
+/// Every name a fallback or alias may point at: model groups and deployment ids, of the live
+/// table (runtime models included) and the config file's unserved deployments.
+fn known(config: &Config, table: &ModelGroups) -> (BTreeSet<String>, BTreeSet<String>) {
+    let groups: BTreeSet<String> = table
+        .names()
+        .map(String::from)
+        .chain(config.unserved.iter().map(|u| u.model_name.clone()))
+        .collect();
+    let deployments = table
+        .deployments()
+        .map(|d| d.id().0.clone())
         .chain(config.unserved.iter().map(|u| u.id.0.clone()))
         .collect();
     (groups, deployments)
@@ -28,8 +34,12 @@ fn unknown(field: &str, name: &str, groups: &BTreeSet<String>) -> ApiError {
 }
 
 /// Refuses `settings` (of a key or team) naming unknown groups or forming a fallback cycle.
-pub fn router_settings(config: &Config, settings: &RouterSettings) -> Result<(), ApiError> {
-    let (groups, deployments) = known(config);
+pub fn router_settings(
+    config: &Config,
+    table: &ModelGroups,
+    settings: &RouterSettings,
+) -> Result<(), ApiError> {
+    let (groups, deployments) = known(config, table);
     let aliases: BTreeSet<&str> = settings
         .model_group_alias
         .iter()
@@ -94,8 +104,12 @@ pub fn router_settings(config: &Config, settings: &RouterSettings) -> Result<(),
 }
 
 /// A key's `aliases` map must point at known groups.
-pub fn key_aliases(config: &Config, aliases: &BTreeMap<String, String>) -> Result<(), ApiError> {
-    let (groups, _) = known(config);
+pub fn key_aliases(
+    config: &Config,
+    table: &ModelGroups,
+    aliases: &BTreeMap<String, String>,
+) -> Result<(), ApiError> {
+    let (groups, _) = known(config, table);
     for target in aliases.values() {
         if !groups.contains(target) {
             return Err(unknown("aliases", target, &groups));

@@ -2,7 +2,7 @@
 //! cooldown). Resolves the name a client sent (alias, group, deployment id, wildcard) to a group.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -28,7 +28,8 @@ const USAGE_WINDOW: Duration = Duration::from_secs(60);
 pub struct DeploymentState {
     pub deployment: Deployment,
     /// Number of deployments in this deployment's group (cooldown is skipped for singletons).
-    pub group_size: usize,
+    /// Atomic: a runtime model joining the group changes it without a new state.
+    group_size: AtomicUsize,
     in_flight: AtomicU32,
     /// Exponentially weighted latency in microseconds; 0 = no sample yet.
     latency_ewma_us: AtomicU64,
@@ -42,7 +43,7 @@ impl DeploymentState {
         let now = Instant::now();
         DeploymentState {
             deployment,
-            group_size,
+            group_size: AtomicUsize::new(group_size),
             in_flight: AtomicU32::new(0),
             latency_ewma_us: AtomicU64::new(0),
             usage: Mutex::new(MinuteUsage {
@@ -57,6 +58,10 @@ impl DeploymentState {
 
     pub fn id(&self) -> &DeploymentId {
         &self.deployment.id
+    }
+
+    pub fn group_size(&self) -> usize {
+        self.group_size.load(Ordering::Relaxed)
     }
 
     pub fn in_flight(&self) -> u32 {
@@ -147,12 +152,20 @@ pub struct ModelGroups {
 
 impl ModelGroups {
     pub fn from_config(config: &Config, metrics: &Metrics) -> Self {
+        Self::build(config.model_list.iter().cloned(), metrics, None)
+    }
+
+    /// Groups over `deployments`. A deployment that `previous` already has, unchanged, keeps
+    /// its state (cooldown, latency, usage, in-flight count), so a reload after a runtime model
+    /// change does not forget what the router learnt about the others.
+    pub fn build(
+        deployments: impl IntoIterator<Item = Deployment>,
+        metrics: &Metrics,
+        previous: Option<&ModelGroups>,
+    ) -> Self {
         let mut members: BTreeMap<String, Vec<Deployment>> = BTreeMap::new();
-        for d in &config.model_list {
-            members
-                .entry(d.model_name.clone())
-                .or_default()
-                .push(d.clone());
+        for d in deployments {
+            members.entry(d.model_name.clone()).or_default().push(d);
         }
         let mut groups = BTreeMap::new();
         let mut by_id = HashMap::new();
@@ -162,8 +175,19 @@ impl ModelGroups {
             let states: Vec<Arc<DeploymentState>> = deployments
                 .into_iter()
                 .map(|d| {
-                    let m = metrics.deployment(&d.id, &d.model_name);
-                    Arc::new(DeploymentState::new(d, size, m))
+                    let kept = previous
+                        .and_then(|p| p.by_id.get(&d.id))
+                        .filter(|old| same_deployment(&old.deployment, &d));
+                    match kept {
+                        Some(old) => {
+                            old.group_size.store(size, Ordering::Relaxed);
+                            Arc::clone(old)
+                        }
+                        None => {
+                            let m = metrics.deployment(&d.id, &d.model_name);
+                            Arc::new(DeploymentState::new(d, size, m))
+                        }
+                    }
                 })
                 .collect();
             for s in &states {
@@ -227,5 +251,88 @@ impl ModelGroups {
 
     pub fn deployment(&self, id: &DeploymentId) -> Option<&Arc<DeploymentState>> {
         self.by_id.get(id)
+    }
+}
+
+/// Equal in every field, the secret included (`Debug` redacts it, so it is compared apart).
+fn same_deployment(a: &Deployment, b: &Deployment) -> bool {
+    use secrecy::ExposeSecret;
+    let key = |d: &Deployment| d.api_key.as_ref().map(|k| k.expose_secret().to_owned());
+    format!("{a:?}") == format!("{b:?}") && key(a) == key(b)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{ModelInfo, ProviderKind};
+
+    fn deployment(id: &str, group: &str, base: &str) -> Deployment {
+        Deployment {
+            id: DeploymentId(id.into()),
+            model_name: group.into(),
+            provider: ProviderKind::OpenAi,
+            upstream_model: "m".into(),
+            api_base: Some(base.into()),
+            api_key: Some("sk-a".to_string().into()),
+            api_version: None,
+            timeout: None,
+            stream_timeout: None,
+            rpm: None,
+            tpm: None,
+            weight: None,
+            order: None,
+            max_parallel_requests: None,
+            region_name: None,
+            cooldown_time: None,
+            info: ModelInfo::default(),
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_rebuild_keeps_the_state_of_unchanged_deployments_only() {
+        let metrics = Metrics::new();
+        let first = ModelGroups::build(
+            [
+                deployment("a1", "a", "http://a"),
+                deployment("b1", "b", "http://b"),
+            ],
+            &metrics,
+            None,
+        );
+        let a1 = Arc::clone(first.deployment(&DeploymentId("a1".into())).unwrap());
+        a1.record_latency(Duration::from_millis(30));
+        a1.cooldown
+            .lock()
+            .record_failure(Instant::now(), 0, Duration::from_secs(60), None);
+        assert!(a1.cooldown_remaining(Instant::now()).is_some());
+
+        // a2 joins group a, b1 changes its base, a1 is untouched.
+        let second = ModelGroups::build(
+            [
+                deployment("a1", "a", "http://a"),
+                deployment("a2", "a", "http://a2"),
+                deployment("b1", "b", "http://b-new"),
+            ],
+            &metrics,
+            Some(&first),
+        );
+        let kept = second.deployment(&DeploymentId("a1".into())).unwrap();
+        assert!(Arc::ptr_eq(&a1, kept));
+        assert_eq!(kept.group_size(), 2);
+        assert_eq!(kept.latency_us(), 30_000);
+        assert!(kept.cooldown_remaining(Instant::now()).is_some());
+        let b_old = first.deployment(&DeploymentId("b1".into())).unwrap();
+        let b_new = second.deployment(&DeploymentId("b1".into())).unwrap();
+        assert!(!Arc::ptr_eq(b_old, b_new));
+        assert_eq!(b_new.deployment.api_base.as_deref(), Some("http://b-new"));
+
+        // A changed secret is a changed deployment too.
+        let mut rotated = deployment("a1", "a", "http://a");
+        rotated.api_key = Some("sk-b".to_string().into());
+        let third = ModelGroups::build([rotated], &metrics, Some(&second));
+        assert!(!Arc::ptr_eq(
+            kept,
+            third.deployment(&DeploymentId("a1".into())).unwrap()
+        ));
     }
 }

@@ -6,14 +6,16 @@ pub mod cooldown;
 pub mod groups;
 pub mod plan;
 
+use std::collections::BTreeSet;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
+use parking_lot::RwLock;
 use rand::Rng;
 use tokio::time::Instant;
 
-use crate::config::{defaults, Config, FallbackRule, PerClassCounts};
+use crate::config::{defaults, Config, Deployment, DeploymentId, FallbackRule, PerClassCounts};
 use crate::keys::effective::EffectiveRouterSettings;
 use crate::metrics::Metrics;
 use crate::providers::{FailureClass, FallbackKind, ProviderError};
@@ -96,9 +98,17 @@ enum GroupOutcome<T> {
     },
 }
 
-/// Routes requests over the model groups of one config.
+/// Routes requests over the model groups of the config file plus the models added at runtime.
+/// The routing table is immutable and swapped whole on a reload: a request keeps the table it
+/// started with, the next one sees the new models.
 pub struct ModelRouter {
-    groups: ModelGroups,
+    groups: RwLock<Arc<ModelGroups>>,
+    /// The config file's deployments: always present, never changed at runtime.
+    file: Vec<Deployment>,
+    /// Ids of the deployments added at runtime, in the current table.
+    runtime: RwLock<Arc<BTreeSet<DeploymentId>>>,
+    /// Serialises reloads, so two admin changes cannot install their tables out of order.
+    reload: tokio::sync::Mutex<()>,
     metrics: Arc<Metrics>,
     /// Randomise backoff (off in tests, so paused-time tests are exact).
     jitter: bool,
@@ -107,7 +117,10 @@ pub struct ModelRouter {
 impl ModelRouter {
     pub fn new(config: &Config, metrics: Arc<Metrics>) -> Self {
         ModelRouter {
-            groups: ModelGroups::from_config(config, &metrics),
+            groups: RwLock::new(Arc::new(ModelGroups::from_config(config, &metrics))),
+            file: config.model_list.clone(),
+            runtime: RwLock::new(Arc::default()),
+            reload: tokio::sync::Mutex::new(()),
             metrics,
             jitter: true,
         }
@@ -118,8 +131,40 @@ impl ModelRouter {
         self
     }
 
-    pub fn groups(&self) -> &ModelGroups {
-        &self.groups
+    /// The current routing table (a snapshot: later reloads do not change it).
+    pub fn groups(&self) -> Arc<ModelGroups> {
+        Arc::clone(&*self.groups.read())
+    }
+
+    /// The config file's deployments.
+    pub fn file_deployments(&self) -> &[Deployment] {
+        &self.file
+    }
+
+    /// Ids of the runtime deployments in the current table.
+    pub fn runtime_ids(&self) -> Arc<BTreeSet<DeploymentId>> {
+        Arc::clone(&*self.runtime.read())
+    }
+
+    /// Held by whoever reads the runtime models and calls [`ModelRouter::set_runtime`], so
+    /// concurrent reloads install their tables in order.
+    pub async fn reload_guard(&self) -> tokio::sync::MutexGuard<'_, ()> {
+        self.reload.lock().await
+    }
+
+    /// Installs a table of the config file's deployments plus `runtime`. Deployments present
+    /// before and unchanged keep their cooldown, latency and usage state. The caller has
+    /// checked `runtime` (provider, no id shared with the file's deployments).
+    pub fn set_runtime(&self, runtime: Vec<Deployment>) {
+        let ids: BTreeSet<DeploymentId> = runtime.iter().map(|d| d.id.clone()).collect();
+        let previous = self.groups();
+        let table = ModelGroups::build(
+            self.file.iter().cloned().chain(runtime),
+            &self.metrics,
+            Some(&previous),
+        );
+        *self.groups.write() = Arc::new(table);
+        *self.runtime.write() = Arc::new(ids);
     }
 
     /// Serves `req` by calling `call` on deployments until one succeeds or the chain ends.
@@ -134,8 +179,10 @@ impl ModelRouter {
     {
         let s = req.settings;
         let aliases = &s.model_group_alias.value;
+        // One table for the whole request, fallbacks included, even if a reload lands meanwhile.
+        let table = self.groups();
         let primary =
-            self.groups
+            table
                 .resolve(req.model, aliases)
                 .ok_or_else(|| RouteError::ModelNotFound {
                     model: req.model.to_string(),
@@ -179,7 +226,7 @@ impl ModelRouter {
         let mut depth = 0u32;
         let mut any_allowed = (req.may_use)(&primary.name);
         for target in chain.iter().take(s.max_fallbacks.value as usize) {
-            let Some(group) = self.groups.resolve(target, aliases) else {
+            let Some(group) = table.resolve(target, aliases) else {
                 // Config and key validation refuse unknown targets; a group removed at runtime
                 // is skipped rather than failing the whole request.
                 tracing::warn!(target = %target, "fallback target does not resolve; skipped");
@@ -358,7 +405,7 @@ impl ModelRouter {
         if !e.class.cools_down() || s.disable_cooldowns.value {
             return;
         }
-        if d.group_size < 2 && !s.cooldown_single_deployment.value {
+        if d.group_size() < 2 && !s.cooldown_single_deployment.value {
             return;
         }
         let allowed =

@@ -43,8 +43,19 @@ pub(crate) async fn drop_schema(pg: Option<PgSchema>) {
 /// Every store the tests run on: SQLite in memory always, PostgreSQL (a fresh schema) when
 /// `SWITCHYARD_TEST_POSTGRES_URL` is set.
 pub(crate) async fn stores() -> (Vec<(&'static str, Arc<dyn Store>)>, Option<PgSchema>) {
-    let mut out: Vec<(&'static str, Arc<dyn Store>)> =
-        vec![("sqlite", store::connect("sqlite::memory:").await.unwrap())];
+    stores_with(store::StoreOptions::default()).await
+}
+
+/// [`stores`] opened with `options` (a salt key for credentials, say).
+pub(crate) async fn stores_with(
+    options: store::StoreOptions,
+) -> (Vec<(&'static str, Arc<dyn Store>)>, Option<PgSchema>) {
+    let mut out: Vec<(&'static str, Arc<dyn Store>)> = vec![(
+        "sqlite",
+        store::connect_with("sqlite::memory:", options.clone())
+            .await
+            .unwrap(),
+    )];
     match std::env::var(POSTGRES_ENV) {
         Ok(url) if !url.is_empty() => {
             use sqlx::Executor;
@@ -56,7 +67,10 @@ pub(crate) async fn stores() -> (Vec<(&'static str, Arc<dyn Store>)>, Option<PgS
                 .unwrap();
             let sep = if url.contains('?') { '&' } else { '?' };
             let scoped = format!("{url}{sep}options=-c%20search_path%3D{schema}");
-            out.push(("postgres", store::connect(&scoped).await.unwrap()));
+            out.push((
+                "postgres",
+                store::connect_with(&scoped, options).await.unwrap(),
+            ));
             return (out, Some(PgSchema { admin, schema }));
         }
         _ => eprintln!("postgres: skipped ({POSTGRES_ENV} not set)"),

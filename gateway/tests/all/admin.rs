@@ -1,0 +1,622 @@
+//! Admin API for organizations, users, budgets and credentials over a real store (SQLite, and
+//! PostgreSQL when `SWITCHYARD_TEST_POSTGRES_URL` is set): LiteLLM paths and fields, bad input
+//! refused with the field named and nothing written, conflicts, audit entries, values of
+//! credentials never returned.
+
+use std::sync::Arc;
+
+use secrecy::SecretString;
+use serde_json::{json, Value};
+use switchyard::config::{Config, RouterSettings};
+use switchyard::store::{self, AuditFilter, ObjectKind, Page, SecretCipher, Store};
+
+use crate::harness::*;
+use crate::keys::{admin_get, admin_post, drop_schema, generate, stores, stores_with, MASTER};
+
+const SALT: &str = "test-salt-key-for-credentials-0123456789";
+const UPSTREAM_SECRET: &str = "sk-upstream-credential-value-987654321";
+
+async fn gateway(store: Arc<dyn Store>) -> (Gateway, wiremock::MockServer) {
+    let up = ok_upstream("ok").await;
+    let cfg: Config = config(vec![openai("a1", "a", &up)], RouterSettings::default());
+    (start_with_store(cfg, Some(MASTER), Some(store)).await, up)
+}
+
+fn param(v: &Value) -> &str {
+    v["error"]["param"].as_str().unwrap_or_default()
+}
+
+fn message(v: &Value) -> &str {
+    v["error"]["message"].as_str().unwrap_or_default()
+}
+
+async fn audit_count(store: &dyn Store, kind: ObjectKind, id: &str) -> u64 {
+    store
+        .audit_log(
+            &AuditFilter {
+                object_kind: Some(kind),
+                object_id: Some(id.into()),
+                actor: None,
+            },
+            Page::default(),
+        )
+        .await
+        .unwrap()
+        .total
+}
+
+#[tokio::test]
+async fn budgets_are_managed_and_bad_input_writes_nothing() {
+    let (stores, pg) = stores().await;
+    for (backend, store) in stores {
+        let (gw, _up) = gateway(Arc::clone(&store)).await;
+        let gw = &gw;
+        let (s, v) = admin_post(
+            gw,
+            "/budget/new",
+            MASTER,
+            json!({"budget_id": "b1", "max_budget": 10.5, "budget_duration": "30d", "rpm_limit": 100}),
+        )
+        .await;
+        assert_eq!(s, 200, "{backend}: {v}");
+        assert_eq!(v["max_budget"], 10.5);
+        assert!(v["budget_reset_at"].is_string(), "{backend}: {v}");
+
+        let (s, v) = admin_post(gw, "/budget/new", MASTER, json!({"budget_id": "b1"})).await;
+        assert_eq!(s, 409, "{backend}: duplicate {v}");
+
+        for (body, field) in [
+            (json!({"budget_id": "neg", "max_budget": -1}), "max_budget"),
+            (json!({"budget_id": "neg", "rpm_limit": "ten"}), "rpm_limit"),
+            (json!({"budget_id": "neg", "max_budgett": 1}), "max_budgett"),
+            (
+                json!({"budget_id": "neg", "budget_duration": "soon"}),
+                "budget_duration",
+            ),
+        ] {
+            let (s, v) = admin_post(gw, "/budget/new", MASTER, body.clone()).await;
+            assert_eq!(s, 400, "{backend}: {body} -> {v}");
+            assert!(
+                message(&v).contains(field) || param(&v) == field,
+                "{backend}: {field} not named in {v}"
+            );
+        }
+        assert!(
+            store.budget("neg").await.unwrap().is_none(),
+            "{backend}: nothing written"
+        );
+
+        let (s, v) = admin_post(
+            gw,
+            "/budget/update",
+            MASTER,
+            json!({"budget_id": "b1", "max_budget": 20, "rpm_limit": null}),
+        )
+        .await;
+        assert_eq!(s, 200, "{backend}: {v}");
+        assert_eq!(v["max_budget"], 20.0);
+        assert!(v["rpm_limit"].is_null());
+        let (s, v) = admin_post(
+            gw,
+            "/budget/update",
+            MASTER,
+            json!({"budget_id": "b1", "soft_budget": -3}),
+        )
+        .await;
+        assert_eq!((s, param(&v)), (400, "soft_budget"), "{backend}: {v}");
+
+        let (s, v) = admin_post(gw, "/budget/info", MASTER, json!({"budgets": ["b1"]})).await;
+        assert_eq!(s, 200, "{backend}: {v}");
+        assert_eq!(v[0]["budget_id"], "b1");
+        assert!(v[0]["soft_budget"].is_null(), "{backend}: update refused");
+        let (s, v) = admin_get(gw, "/budget/info?budget_id=b1", MASTER).await;
+        assert_eq!((s, v["max_budget"].clone()), (200, json!(20.0)));
+        let (s, v) = admin_get(gw, "/budget/info?budget_id=nope", MASTER).await;
+        assert_eq!(s, 404, "{backend}: {v}");
+        admin_post(gw, "/budget/new", MASTER, json!({"budget_id": "b2"})).await;
+        let (s, v) = admin_get(gw, "/budget/list", MASTER).await;
+        assert_eq!(s, 200);
+        let ids: Vec<&str> = v
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|b| b["budget_id"].as_str().unwrap())
+            .collect();
+        assert_eq!(ids, ["b1", "b2"], "{backend}");
+
+        let (s, v) = admin_post(gw, "/budget/delete", MASTER, json!({"id": "b2"})).await;
+        assert_eq!(s, 200, "{backend}: {v}");
+        let (s, _) = admin_post(gw, "/budget/delete", MASTER, json!({"id": "b2"})).await;
+        assert_eq!(s, 404, "{backend}");
+        // create, update, create b2, delete b2: the refused calls left no entry.
+        assert_eq!(
+            audit_count(store.as_ref(), ObjectKind::Budget, "b1").await,
+            2
+        );
+        assert_eq!(
+            audit_count(store.as_ref(), ObjectKind::Budget, "neg").await,
+            0
+        );
+        gw.state
+            .flush_spend(std::time::Duration::from_secs(5))
+            .await;
+    }
+    drop_schema(pg).await;
+}
+
+#[tokio::test]
+async fn organizations_reference_budgets_and_refuse_unknown_ones() {
+    let (stores, pg) = stores().await;
+    for (backend, store) in stores {
+        let (gw, _up) = gateway(Arc::clone(&store)).await;
+        let gw = &gw;
+        admin_post(
+            gw,
+            "/budget/new",
+            MASTER,
+            json!({"budget_id": "b1", "max_budget": 100}),
+        )
+        .await;
+        let (s, v) = admin_post(
+            gw,
+            "/organization/new",
+            MASTER,
+            json!({"organization_id": "o1", "organization_alias": "Org One", "budget_id": "b1",
+                   "models": ["a"], "metadata": {"cost_center": "42"}}),
+        )
+        .await;
+        assert_eq!(s, 200, "{backend}: {v}");
+        assert_eq!(v["organization_alias"], "Org One");
+
+        let (s, v) = admin_post(
+            gw,
+            "/organization/new",
+            MASTER,
+            json!({"organization_id": "o2", "organization_alias": "x", "budget_id": "nope"}),
+        )
+        .await;
+        assert_eq!((s, param(&v)), (400, "budget_id"), "{backend}: {v}");
+        let (s, _) = admin_get(gw, "/organization/info?organization_id=o2", MASTER).await;
+        assert_eq!(s, 404, "{backend}: nothing written");
+
+        let (s, v) = admin_post(
+            gw,
+            "/organization/new",
+            MASTER,
+            json!({"organization_id": "o2", "organization_alias": 7}),
+        )
+        .await;
+        assert_eq!(s, 400, "{backend}: {v}");
+        assert!(message(&v).contains("organization_alias"), "{backend}: {v}");
+        let (s, v) = admin_post(
+            gw,
+            "/organization/new",
+            MASTER,
+            json!({"organization_id": "o2"}),
+        )
+        .await;
+        assert_eq!(s, 400, "{backend}: missing alias {v}");
+
+        // Inline budget fields make the organization's budget; a conflict writes neither.
+        let (s, v) = admin_post(
+            gw,
+            "/organization/new",
+            MASTER,
+            json!({"organization_id": "o1", "organization_alias": "dup", "max_budget": 5}),
+        )
+        .await;
+        assert_eq!(s, 409, "{backend}: {v}");
+        assert!(
+            store.budget("o1-budget").await.unwrap().is_none(),
+            "{backend}"
+        );
+        let (s, v) = admin_post(
+            gw,
+            "/organization/new",
+            MASTER,
+            json!({"organization_id": "o3", "organization_alias": "Three", "max_budget": 5,
+                   "tpm_limit": 1000}),
+        )
+        .await;
+        assert_eq!(s, 200, "{backend}: {v}");
+        assert_eq!(v["budget_id"], "o3-budget");
+        let (s, v) = admin_post(
+            gw,
+            "/organization/new",
+            MASTER,
+            json!({"organization_id": "o4", "organization_alias": "Four", "max_budget": -5}),
+        )
+        .await;
+        assert_eq!((s, param(&v)), (400, "max_budget"), "{backend}: {v}");
+        assert!(store.budget("o4-budget").await.unwrap().is_none());
+        assert!(store.organization("o4").await.unwrap().is_none());
+
+        let (s, v) = admin_post(
+            gw,
+            "/organization/update",
+            MASTER,
+            json!({"organization_id": "o1", "organization_alias": "Org 1"}),
+        )
+        .await;
+        assert_eq!(s, 200, "{backend}: {v}");
+        let (s, v) = admin_post(
+            gw,
+            "/organization/update",
+            MASTER,
+            json!({"organization_id": "o1", "budget_id": "missing"}),
+        )
+        .await;
+        assert_eq!((s, param(&v)), (400, "budget_id"), "{backend}: {v}");
+        let (s, v) = admin_get(gw, "/organization/info?organization_id=o1", MASTER).await;
+        assert_eq!(s, 200, "{backend}: {v}");
+        assert_eq!(v["organization_alias"], "Org 1");
+        assert_eq!(
+            v["budget_id"], "b1",
+            "{backend}: refused update wrote nothing"
+        );
+        assert_eq!(v["litellm_budget_table"]["max_budget"], 100.0);
+        let (s, v) = admin_get(gw, "/organization/list", MASTER).await;
+        assert_eq!(s, 200);
+        assert_eq!(v.as_array().unwrap().len(), 2, "{backend}: {v}");
+
+        // References hold: a budget in use, an organization with teams.
+        let (s, v) = admin_post(gw, "/budget/delete", MASTER, json!({"id": "b1"})).await;
+        assert_eq!(s, 409, "{backend}: {v}");
+        let (s, v) = admin_post(
+            gw,
+            "/team/new",
+            MASTER,
+            json!({"team_id": "t1", "organization_id": "o1"}),
+        )
+        .await;
+        assert_eq!(s, 200, "{backend}: {v}");
+        let (s, v) = admin_post(
+            gw,
+            "/team/new",
+            MASTER,
+            json!({"team_id": "t2", "organization_id": "o-missing"}),
+        )
+        .await;
+        assert_eq!((s, param(&v)), (400, "organization_id"), "{backend}: {v}");
+        let (s, v) = admin_post(
+            gw,
+            "/organization/delete",
+            MASTER,
+            json!({"organization_ids": ["o1"]}),
+        )
+        .await;
+        assert_eq!(s, 409, "{backend}: {v}");
+        admin_post(gw, "/team/delete", MASTER, json!({"team_ids": ["t1"]})).await;
+        let (s, v) = admin_post(
+            gw,
+            "/organization/delete",
+            MASTER,
+            json!({"organization_ids": ["o1", "o3"]}),
+        )
+        .await;
+        assert_eq!(s, 200, "{backend}: {v}");
+        assert_eq!(v["deleted_organizations"].as_array().unwrap().len(), 2);
+        assert_eq!(
+            audit_count(store.as_ref(), ObjectKind::Organization, "o1").await,
+            3,
+            "{backend}: create, update, delete"
+        );
+    }
+    drop_schema(pg).await;
+}
+
+#[tokio::test]
+async fn users_join_teams_own_keys_and_are_listed() {
+    let (stores, pg) = stores().await;
+    for (backend, store) in stores {
+        let (gw, _up) = gateway(Arc::clone(&store)).await;
+        let gw = &gw;
+        admin_post(gw, "/team/new", MASTER, json!({"team_id": "t1"})).await;
+
+        let (s, v) = admin_post(
+            gw,
+            "/user/new",
+            MASTER,
+            json!({"user_id": "u1", "teams": ["t1", "nope"]}),
+        )
+        .await;
+        assert_eq!((s, param(&v)), (400, "teams"), "{backend}: {v}");
+        assert!(store.user("u1").await.unwrap().is_none(), "{backend}");
+        let (s, v) = admin_post(
+            gw,
+            "/user/new",
+            MASTER,
+            json!({"user_id": "u1", "max_budget": -0.5}),
+        )
+        .await;
+        assert_eq!((s, param(&v)), (400, "max_budget"), "{backend}: {v}");
+        let (s, v) = admin_post(
+            gw,
+            "/user/new",
+            MASTER,
+            json!({"user_id": "u1", "user_role": "emperor"}),
+        )
+        .await;
+        assert_eq!(s, 400, "{backend}: {v}");
+        assert!(message(&v).contains("user_role"), "{backend}: {v}");
+
+        let (s, v) = admin_post(
+            gw,
+            "/user/new",
+            MASTER,
+            json!({"user_id": "u1", "user_email": "ada@example.com", "user_role": "proxy_admin",
+                   "max_budget": 3, "teams": ["t1"]}),
+        )
+        .await;
+        assert_eq!(s, 200, "{backend}: {v}");
+        assert_eq!(v["teams"], json!(["t1"]));
+        let (s, _) = admin_post(gw, "/user/new", MASTER, json!({"user_id": "u1"})).await;
+        assert_eq!(s, 409, "{backend}");
+        admin_post(gw, "/user/new", MASTER, json!({"user_id": "u2"})).await;
+
+        let key = generate(gw, json!({"user_id": "u1", "key_alias": "ada-key"})).await;
+        let (s, v) = admin_get(gw, "/user/info?user_id=u1", MASTER).await;
+        assert_eq!(s, 200, "{backend}: {v}");
+        assert_eq!(v["user_info"]["user_email"], "ada@example.com");
+        assert_eq!(v["teams"], json!(["t1"]));
+        assert_eq!(v["keys"][0]["key_alias"], "ada-key");
+        assert!(
+            !v.to_string().contains(&key),
+            "{backend}: the key is never shown again"
+        );
+
+        let (s, v) = admin_post(
+            gw,
+            "/user/update",
+            MASTER,
+            json!({"user_id": "u1", "user_email": null, "rpm_limit": 5}),
+        )
+        .await;
+        assert_eq!(s, 200, "{backend}: {v}");
+        assert!(v["user_email"].is_null());
+        let (s, v) = admin_post(
+            gw,
+            "/user/update",
+            MASTER,
+            json!({"user_id": "ghost", "rpm_limit": 5}),
+        )
+        .await;
+        assert_eq!(s, 404, "{backend}: {v}");
+
+        let (s, v) = admin_get(gw, "/user/list?page=1&page_size=1", MASTER).await;
+        assert_eq!(s, 200, "{backend}: {v}");
+        assert_eq!(
+            (v["total"].clone(), v["total_pages"].clone()),
+            (json!(2), json!(2))
+        );
+        assert_eq!(v["users"][0]["user_id"], "u1");
+        let (_, v) = admin_get(gw, "/user/list?role=proxy_admin", MASTER).await;
+        assert_eq!(v["total"], 1, "{backend}: {v}");
+
+        // A user with keys stays until the keys go; the key cache forgets deleted keys.
+        let (s, v) = admin_post(gw, "/user/delete", MASTER, json!({"user_ids": ["u1"]})).await;
+        assert_eq!(s, 409, "{backend}: {v}");
+        let (status, _) = crate::keys::chat(gw, &key, "a").await;
+        assert_eq!(status, 200, "{backend}");
+        admin_post(
+            gw,
+            "/key/delete",
+            MASTER,
+            json!({"key_aliases": ["ada-key"]}),
+        )
+        .await;
+        let (status, _) = crate::keys::chat(gw, &key, "a").await;
+        assert_eq!(status, 401, "{backend}");
+        let (s, v) = admin_post(
+            gw,
+            "/user/delete",
+            MASTER,
+            json!({"user_ids": ["u1", "u2"]}),
+        )
+        .await;
+        assert_eq!(s, 200, "{backend}: {v}");
+        assert_eq!(v["deleted_users"], json!(["u1", "u2"]));
+        let (_, v) = admin_get(gw, "/team/info?team_id=t1", MASTER).await;
+        assert_eq!(v["team_info"]["members"], json!([]), "{backend}: {v}");
+        gw.state
+            .flush_spend(std::time::Duration::from_secs(5))
+            .await;
+    }
+    drop_schema(pg).await;
+}
+
+#[tokio::test]
+async fn admin_routes_refuse_virtual_keys() {
+    let (stores, pg) = stores().await;
+    for (backend, store) in stores {
+        let (gw, _up) = gateway(store).await;
+        let key = generate(&gw, json!({})).await;
+        for path in [
+            "/organization/new",
+            "/user/new",
+            "/budget/new",
+            "/credentials",
+        ] {
+            let (s, _) = admin_post(&gw, path, &key, json!({})).await;
+            assert_eq!(s, 403, "{backend}: {path}");
+        }
+        for path in [
+            "/organization/list",
+            "/user/list",
+            "/budget/list",
+            "/model/info",
+        ] {
+            let (s, _) = admin_get(&gw, path, &key).await;
+            assert_eq!(s, 403, "{backend}: {path}");
+        }
+    }
+    drop_schema(pg).await;
+}
+
+fn cipher_options() -> store::StoreOptions {
+    let cipher = SecretCipher::for_credentials(&SecretString::from(SALT)).unwrap();
+    store::StoreOptions::default().with_cipher(cipher)
+}
+
+async fn send(
+    gw: &Gateway,
+    method: reqwest::Method,
+    path: &str,
+    body: Option<Value>,
+) -> (u16, String) {
+    let mut req = crate::keys::client()
+        .request(method, format!("{}{path}", gw.url))
+        .bearer_auth(MASTER);
+    if let Some(b) = body {
+        req = req.json(&b);
+    }
+    let r = req.send().await.unwrap();
+    (r.status().as_u16(), r.text().await.unwrap())
+}
+
+#[tokio::test]
+async fn credentials_are_managed_by_name_and_values_never_returned() {
+    let (stores, pg) = stores_with(cipher_options()).await;
+    for (backend, store) in stores {
+        let (gw, _up) = gateway(Arc::clone(&store)).await;
+        let gw = &gw;
+        let (s, text) = send(
+            gw,
+            reqwest::Method::POST,
+            "/credentials",
+            Some(json!({"credential_name": "openai-prod",
+                        "credential_values": {"api_key": UPSTREAM_SECRET, "api_base": "http://127.0.0.1:9/v1"},
+                        "credential_info": {"custom_llm_provider": "openai"}})),
+        )
+        .await;
+        assert_eq!(s, 200, "{backend}: {text}");
+        assert!(!text.contains(UPSTREAM_SECRET), "{backend}: {text}");
+        let v: Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(v["credential_values"], json!(["api_base", "api_key"]));
+
+        let (s, text) = send(
+            gw,
+            reqwest::Method::POST,
+            "/credentials",
+            Some(json!({"credential_name": "openai-prod", "credential_values": {"api_key": "x"}})),
+        )
+        .await;
+        assert_eq!(s, 409, "{backend}: {text}");
+        let (s, text) = send(
+            gw,
+            reqwest::Method::POST,
+            "/credentials",
+            Some(json!({"credential_name": "bad", "credential_values": {"api_key": 12}})),
+        )
+        .await;
+        assert_eq!(s, 400, "{backend}: {text}");
+        assert!(text.contains("credential_values"), "{backend}: {text}");
+        assert!(store.credential("bad").await.unwrap().is_none());
+        let (s, text) = send(
+            gw,
+            reqwest::Method::POST,
+            "/credentials",
+            Some(json!({"credential_name": "", "credential_values": {}})),
+        )
+        .await;
+        assert_eq!(s, 400, "{backend}: {text}");
+
+        let (s, text) = send(gw, reqwest::Method::GET, "/credentials", None).await;
+        assert_eq!(s, 200, "{backend}: {text}");
+        assert!(!text.contains(UPSTREAM_SECRET), "{backend}: {text}");
+        let v: Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(v["credentials"][0]["credential_name"], "openai-prod");
+
+        let rotated = "sk-rotated-credential-value-555";
+        let (s, text) = send(
+            gw,
+            reqwest::Method::PATCH,
+            "/credentials/openai-prod",
+            Some(json!({"credential_values": {"api_key": rotated}})),
+        )
+        .await;
+        assert_eq!(s, 200, "{backend}: {text}");
+        assert!(!text.contains(rotated), "{backend}: {text}");
+        let values = store
+            .credential_values("openai-prod")
+            .await
+            .unwrap()
+            .unwrap();
+        use secrecy::ExposeSecret;
+        assert_eq!(values["api_key"].expose_secret(), rotated, "{backend}");
+        let (s, text) = send(
+            gw,
+            reqwest::Method::PATCH,
+            "/credentials/openai-prod",
+            Some(json!({"credential_name": "renamed"})),
+        )
+        .await;
+        assert_eq!(s, 400, "{backend}: {text}");
+
+        let (s, text) = send(
+            gw,
+            reqwest::Method::GET,
+            "/credentials/by_name/openai-prod",
+            None,
+        )
+        .await;
+        assert_eq!(s, 200, "{backend}: {text}");
+        assert!(!text.contains(rotated) && !text.contains(UPSTREAM_SECRET));
+        let (s, _) = send(gw, reqwest::Method::GET, "/credentials/by_name/nope", None).await;
+        assert_eq!(s, 404, "{backend}");
+
+        // Audit entries exist and never hold a value.
+        let audit = store
+            .audit_log(
+                &AuditFilter {
+                    object_kind: Some(ObjectKind::Credential),
+                    ..Default::default()
+                },
+                Page::default(),
+            )
+            .await
+            .unwrap();
+        assert_eq!(audit.total, 2, "{backend}: create and update");
+        let dump = serde_json::to_string(&audit.items).unwrap();
+        assert!(!dump.contains(rotated) && !dump.contains(UPSTREAM_SECRET));
+
+        let (s, text) = send(
+            gw,
+            reqwest::Method::DELETE,
+            "/credentials/openai-prod",
+            None,
+        )
+        .await;
+        assert_eq!(s, 200, "{backend}: {text}");
+        let (s, _) = send(
+            gw,
+            reqwest::Method::DELETE,
+            "/credentials/openai-prod",
+            None,
+        )
+        .await;
+        assert_eq!(s, 404, "{backend}");
+    }
+    drop_schema(pg).await;
+}
+
+#[tokio::test]
+async fn credentials_without_a_salt_key_say_how_to_fix_it() {
+    let (stores, pg) = stores().await;
+    for (backend, store) in stores {
+        let (gw, _up) = gateway(store).await;
+        let (s, text) = send(
+            &gw,
+            reqwest::Method::POST,
+            "/credentials",
+            Some(
+                json!({"credential_name": "c", "credential_values": {"api_key": UPSTREAM_SECRET}}),
+            ),
+        )
+        .await;
+        assert_eq!(s, 503, "{backend}: {text}");
+        assert!(text.contains("SWITCHYARD_SALT_KEY"), "{backend}: {text}");
+        assert!(!text.contains(UPSTREAM_SECRET));
+    }
+    drop_schema(pg).await;
+}
