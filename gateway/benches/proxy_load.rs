@@ -1,9 +1,13 @@
 //! Load benchmark: the same chat requests sent directly to a fast single-threaded mock upstream
 //! and through the gateway (master-key auth, routing and metrics on), in one run, so the result
-//! is a ratio against a baseline measured under the same machine noise.
+//! is a ratio against a baseline measured under the same machine noise. Then, per store
+//! (SQLite in memory; PostgreSQL when `SWITCHYARD_TEST_POSTGRES_URL` is set), the virtual-key
+//! path (auth from the key cache, rpm/tpm/parallel limits and a budget on, spend recorded and
+//! written in batches) against the master-key path of the same gateway, phases interleaved.
 //!
 //! Run: `cargo bench -p switchyard --bench proxy_load` (env `LOAD_SECS`, default 5 per phase).
-//! Prints throughput at 16 connections and p50/p99 at 1 and 16 connections, direct vs gateway.
+//! Prints throughput at 16 connections and p50/p99 at 1 and 16 connections, direct vs gateway,
+//! and the virtual-key/master-key throughput ratio per store (target >= 90%).
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -64,8 +68,8 @@ fn start_mock() -> SocketAddr {
     rx.recv().expect("mock address")
 }
 
-/// The gateway on a 2-worker runtime (the machine has 2 cores).
-fn start_gateway(upstream: SocketAddr) -> SocketAddr {
+/// The gateway on a 2-worker runtime (the machine has 2 cores), with `store` when given.
+fn start_gateway(upstream: SocketAddr, database_url: Option<String>) -> SocketAddr {
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         let rt = tokio::runtime::Builder::new_multi_thread()
@@ -91,18 +95,27 @@ fn start_gateway(upstream: SocketAddr) -> SocketAddr {
                 max_parallel_requests: None,
                 region_name: None,
                 cooldown_time: None,
-                info: ModelInfo::default(),
+                // Priced, so every virtual-key request records a non-zero spend.
+                info: ModelInfo {
+                    input_cost_per_token: Some(0.000_001),
+                    output_cost_per_token: Some(0.000_002),
+                    ..ModelInfo::default()
+                },
             };
             let config = Config {
                 model_list: vec![deployment],
                 ..Default::default()
+            };
+            let store = match database_url {
+                Some(url) => Some(switchyard::store::connect(&url).await.expect("store")),
+                None => None,
             };
             let state = AppState::new(
                 config,
                 StateOptions {
                     master_key: Some(MASTER_KEY.to_string().into()),
                     no_jitter: false,
-                    store: None,
+                    store,
                 },
             );
             let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
@@ -122,6 +135,56 @@ fn start_gateway(upstream: SocketAddr) -> SocketAddr {
     rx.recv().expect("gateway address")
 }
 
+/// Mints a virtual key with every limit and a budget on (all far above what a run reaches).
+fn generate_key(gateway: SocketAddr) -> String {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    rt.block_on(async move {
+        let client: Client<_, Full<Bytes>> = Client::builder(TokioExecutor::new()).build_http();
+        let body = r#"{"key_alias":"bench","models":["bench"],"rpm_limit":100000000,"tpm_limit":100000000000,"max_parallel_requests":100000,"max_budget":1000000,"budget_duration":"30d"}"#;
+        let req = Request::post(format!("http://{gateway}/key/generate"))
+            .header("content-type", "application/json")
+            .header("authorization", format!("Bearer {MASTER_KEY}"))
+            .body(Full::new(Bytes::from_static(body.as_bytes())))
+            .expect("request");
+        let resp = client.request(req).await.expect("generate");
+        assert!(resp.status().is_success(), "key/generate: {}", resp.status());
+        let bytes = resp.into_body().collect().await.expect("body").to_bytes();
+        let v: serde_json::Value = serde_json::from_slice(&bytes).expect("json");
+        v["key"].as_str().expect("key").to_string()
+    })
+}
+
+/// A fresh PostgreSQL schema for one run; its URL and a guard that drops it.
+fn postgres_schema(url: &str) -> (String, impl FnOnce()) {
+    use sqlx::Executor;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let schema = format!("sy_bench_{}", uuid::Uuid::new_v4().simple());
+    let admin = rt.block_on(async {
+        let admin = sqlx::PgPool::connect(url).await.expect("postgres");
+        admin
+            .execute(format!("CREATE SCHEMA \"{schema}\"").as_str())
+            .await
+            .expect("create schema");
+        admin
+    });
+    let sep = if url.contains('?') { '&' } else { '?' };
+    let scoped = format!("{url}{sep}options=-c%20search_path%3D{schema}");
+    let drop = move || {
+        rt.block_on(async {
+            let _ = admin
+                .execute(format!("DROP SCHEMA \"{schema}\" CASCADE").as_str())
+                .await;
+        });
+    };
+    (scoped, drop)
+}
+
 struct Result {
     requests: u64,
     errors: u64,
@@ -129,8 +192,9 @@ struct Result {
     hist: Histogram<u64>,
 }
 
-/// One load-generator thread, `conns` keep-alive connections, for `secs`.
-fn drive(addr: SocketAddr, conns: usize, secs: u64) -> Result {
+/// One load-generator thread, `conns` keep-alive connections, for `secs`, with `token`.
+fn drive(addr: SocketAddr, token: &str, conns: usize, secs: u64) -> Result {
+    let bearer = format!("Bearer {token}");
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -150,6 +214,7 @@ fn drive(addr: SocketAddr, conns: usize, secs: u64) -> Result {
         for _ in 0..conns {
             let client = Arc::clone(&client);
             let uri = uri.clone();
+            let bearer = bearer.clone();
             tasks.push(tokio::spawn(async move {
                 let mut hist =
                     Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("histogram");
@@ -157,7 +222,7 @@ fn drive(addr: SocketAddr, conns: usize, secs: u64) -> Result {
                 while Instant::now() < deadline {
                     let req = Request::post(uri.clone())
                         .header("content-type", "application/json")
-                        .header("authorization", format!("Bearer {MASTER_KEY}"))
+                        .header("authorization", bearer.as_str())
                         .body(Full::new(Bytes::from_static(REQUEST.as_bytes())))
                         .expect("request");
                     let t = Instant::now();
@@ -205,17 +270,15 @@ fn main() {
         .unwrap_or(5)
         .clamp(1, 60);
     let mock = start_mock();
-    let gateway = start_gateway(mock);
+    let gateway = start_gateway(mock, None);
     // Short warm-up of both paths.
-    drive(mock, 4, 1);
-    drive(gateway, 4, 1);
+    drive(mock, MASTER_KEY, 4, 1);
+    drive(gateway, MASTER_KEY, 4, 1);
 
-    let d1 = drive(mock, 1, secs);
-    let g1 = drive(gateway, 1, secs);
-    let d16 = drive(mock, 16, secs);
-    let g16 = drive(gateway, 16, secs);
-    let rps = |r: &Result| r.requests as f64 / r.elapsed.as_secs_f64();
-    let ms = |us: u64| us as f64 / 1000.0;
+    let d1 = drive(mock, MASTER_KEY, 1, secs);
+    let g1 = drive(gateway, MASTER_KEY, 1, secs);
+    let d16 = drive(mock, MASTER_KEY, 16, secs);
+    let g16 = drive(gateway, MASTER_KEY, 16, secs);
     println!("phase            requests  errors      rps    p50 ms   p99 ms");
     for (name, r) in [
         ("direct  c=1", &d1),
@@ -223,14 +286,7 @@ fn main() {
         ("direct  c=16", &d16),
         ("gateway c=16", &g16),
     ] {
-        println!(
-            "{name:<15} {:>9} {:>7} {:>8.0} {:>9.3} {:>8.3}",
-            r.requests,
-            r.errors,
-            rps(r),
-            ms(r.hist.value_at_quantile(0.5)),
-            ms(r.hist.value_at_quantile(0.99))
-        );
+        row(name, r);
     }
     println!();
     println!(
@@ -244,5 +300,66 @@ fn main() {
     println!(
         "added p99 at c=16: {:.3} ms  (target <= 1 ms)",
         ms(g16.hist.value_at_quantile(0.99)) - ms(d16.hist.value_at_quantile(0.99))
+    );
+
+    // Virtual key vs master key, per store, on one gateway; phases interleaved (m, v, m, v) so
+    // drift in machine load hits both paths alike.
+    let mut stores = vec![("sqlite", "sqlite::memory:".to_string(), None)];
+    match std::env::var("SWITCHYARD_TEST_POSTGRES_URL") {
+        Ok(url) if !url.is_empty() => {
+            let (scoped, drop) = postgres_schema(&url);
+            stores.push(("postgres", scoped, Some(drop)));
+        }
+        _ => println!("\npostgres: skipped (SWITCHYARD_TEST_POSTGRES_URL not set)"),
+    }
+    let half = secs.div_ceil(2).max(1);
+    for (backend, url, drop) in stores {
+        let gateway = start_gateway(mock, Some(url));
+        let key = generate_key(gateway);
+        drive(gateway, MASTER_KEY, 4, 1);
+        drive(gateway, &key, 4, 1);
+        let m1 = drive(gateway, MASTER_KEY, 16, half);
+        let v1 = drive(gateway, &key, 16, half);
+        let m2 = drive(gateway, MASTER_KEY, 16, half);
+        let v2 = drive(gateway, &key, 16, half);
+        println!();
+        println!("{backend}: phase        requests  errors      rps    p50 ms   p99 ms");
+        for (name, r) in [
+            ("master  c=16 #1", &m1),
+            ("virtual c=16 #1", &v1),
+            ("master  c=16 #2", &m2),
+            ("virtual c=16 #2", &v2),
+        ] {
+            row(name, r);
+        }
+        let total = |a: &Result, b: &Result| {
+            (a.requests + b.requests) as f64 / (a.elapsed + b.elapsed).as_secs_f64()
+        };
+        println!(
+            "{backend}: throughput ratio virtual/master at c=16: {:.1}%  (target >= 90%)",
+            100.0 * total(&v1, &v2) / total(&m1, &m2)
+        );
+        if let Some(drop) = drop {
+            drop();
+        }
+    }
+}
+
+fn rps(r: &Result) -> f64 {
+    r.requests as f64 / r.elapsed.as_secs_f64()
+}
+
+fn ms(us: u64) -> f64 {
+    us as f64 / 1000.0
+}
+
+fn row(name: &str, r: &Result) {
+    println!(
+        "{name:<15} {:>9} {:>7} {:>8.0} {:>9.3} {:>8.3}",
+        r.requests,
+        r.errors,
+        rps(r),
+        ms(r.hist.value_at_quantile(0.5)),
+        ms(r.hist.value_at_quantile(0.99))
     );
 }
