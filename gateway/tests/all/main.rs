@@ -10,4 +10,5 @@ mod keys;
 mod providers;
 mod proxy;
 mod spend;
+mod state;
 mod store;
