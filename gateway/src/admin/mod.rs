@@ -1,15 +1,16 @@
 //! The admin API (LiteLLM paths): virtual keys, teams, organizations, users, budgets,
-//! credentials and runtime models. Master key only; every change invalidates the key cache so
-//! it takes effect on the next request.
+//! credentials, runtime models and state export/import. Master key only; every change
+//! invalidates the key cache so it takes effect on the next request.
 
 mod budgets;
 mod credentials;
 mod keys;
 pub mod models;
 mod organizations;
+mod state;
 mod teams;
 mod users;
-mod validate;
+pub(crate) mod validate;
 
 use axum::body::Bytes;
 use axum::extract::{Request, State};
@@ -72,6 +73,8 @@ pub fn routes(state: AppState) -> axum::Router<AppState> {
         .route("/model/delete", post(models::delete))
         .route("/model/info", get(models::info))
         .route("/v1/model/info", get(models::info))
+        .route("/config/export", get(state::export))
+        .route("/config/import", post(state::import))
         .route_layer(middleware::from_fn_with_state(state, require_master))
 }
 

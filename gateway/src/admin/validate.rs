@@ -8,20 +8,57 @@ use crate::config::{Config, FallbackRule, RouterSettings};
 use crate::error::ApiError;
 use crate::router::groups::ModelGroups;
 
-/// Every name a fallback or alias may point at: model groups and deployment ids, of the live
-/// table (runtime models included) and the config file's unserved deployments.
-fn known(config: &Config, table: &ModelGroups) -> (BTreeSet<String>, BTreeSet<String>) {
-    let groups: BTreeSet<String> = table
-        .names()
-        .map(String::from)
-        .chain(config.unserved.iter().map(|u| u.model_name.clone()))
-        .collect();
-    let deployments = table
-        .deployments()
-        .map(|d| d.id().0.clone())
-        .chain(config.unserved.iter().map(|u| u.id.0.clone()))
-        .collect();
-    (groups, deployments)
+/// Every name a fallback or alias may point at: model groups, deployment ids and the
+/// config's global model group aliases.
+#[derive(Clone, Debug, Default)]
+pub struct KnownTargets {
+    pub groups: BTreeSet<String>,
+    pub deployments: BTreeSet<String>,
+    pub config_aliases: BTreeSet<String>,
+}
+
+impl KnownTargets {
+    /// What the config file serves.
+    pub fn of(config: &Config) -> Self {
+        let groups = config.group_names().into_iter().map(String::from).collect();
+        let deployments = config
+            .model_list
+            .iter()
+            .map(|d| d.id.0.clone())
+            .chain(config.unserved.iter().map(|u| u.id.0.clone()))
+            .collect();
+        let config_aliases = config
+            .router_settings
+            .model_group_alias
+            .iter()
+            .flat_map(|m| m.keys().cloned())
+            .collect();
+        KnownTargets {
+            groups,
+            deployments,
+            config_aliases,
+        }
+    }
+
+    /// What the gateway serves now: the live routing table (config and runtime models) plus
+    /// the config file's unserved deployments and global aliases.
+    pub fn live(config: &Config, table: &ModelGroups) -> Self {
+        let mut known = KnownTargets::of(config);
+        known.groups.extend(table.names().map(String::from));
+        known
+            .deployments
+            .extend(table.deployments().map(|d| d.id().0.clone()));
+        known
+    }
+
+    /// Adds runtime models: `(model group, deployment id)` pairs.
+    pub fn with_models<'a>(mut self, models: impl IntoIterator<Item = (&'a str, &'a str)>) -> Self {
+        for (group, id) in models {
+            self.groups.insert(group.to_owned());
+            self.deployments.insert(id.to_owned());
+        }
+        self
+    }
 }
 
 fn unknown(field: &str, name: &str, groups: &BTreeSet<String>) -> ApiError {
@@ -39,18 +76,20 @@ pub fn router_settings(
     table: &ModelGroups,
     settings: &RouterSettings,
 ) -> Result<(), ApiError> {
-    let (groups, deployments) = known(config, table);
+    router_settings_known(&KnownTargets::live(config, table), settings)
+}
+
+/// [`router_settings`] against an explicit set of targets (an import adds runtime models).
+pub fn router_settings_known(
+    known: &KnownTargets,
+    settings: &RouterSettings,
+) -> Result<(), ApiError> {
+    let (groups, deployments) = (&known.groups, &known.deployments);
     let aliases: BTreeSet<&str> = settings
         .model_group_alias
         .iter()
         .flat_map(|m| m.keys().map(String::as_str))
-        .chain(
-            config
-                .router_settings
-                .model_group_alias
-                .iter()
-                .flat_map(|m| m.keys().map(String::as_str)),
-        )
+        .chain(known.config_aliases.iter().map(String::as_str))
         .collect();
     let is_known = |n: &str| groups.contains(n) || deployments.contains(n) || aliases.contains(n);
     let lists: [(&str, &Option<Vec<FallbackRule>>); 3] = [
@@ -69,11 +108,11 @@ pub fn router_settings(
         let mut edges: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
         for r in rules {
             if r.group != "*" && !is_known(&r.group) {
-                return Err(unknown(field, &r.group, &groups));
+                return Err(unknown(field, &r.group, groups));
             }
             for t in &r.targets {
                 if !is_known(t) {
-                    return Err(unknown(field, t, &groups));
+                    return Err(unknown(field, t, groups));
                 }
                 edges.entry(r.group.as_str()).or_default().push(t.as_str());
             }
@@ -88,7 +127,7 @@ pub fn router_settings(
     }
     for t in settings.default_fallbacks.iter().flatten() {
         if !is_known(t) {
-            return Err(unknown("router_settings.default_fallbacks", t, &groups));
+            return Err(unknown("router_settings.default_fallbacks", t, groups));
         }
     }
     for target in settings.model_group_alias.iter().flat_map(|m| m.values()) {
@@ -96,7 +135,7 @@ pub fn router_settings(
             return Err(unknown(
                 "router_settings.model_group_alias",
                 target.target(),
-                &groups,
+                groups,
             ));
         }
     }
@@ -109,10 +148,17 @@ pub fn key_aliases(
     table: &ModelGroups,
     aliases: &BTreeMap<String, String>,
 ) -> Result<(), ApiError> {
-    let (groups, _) = known(config, table);
+    key_aliases_known(&KnownTargets::live(config, table), aliases)
+}
+
+/// [`key_aliases`] against an explicit set of targets.
+pub fn key_aliases_known(
+    known: &KnownTargets,
+    aliases: &BTreeMap<String, String>,
+) -> Result<(), ApiError> {
     for target in aliases.values() {
-        if !groups.contains(target) {
-            return Err(unknown("aliases", target, &groups));
+        if !known.groups.contains(target) {
+            return Err(unknown("aliases", target, &known.groups));
         }
     }
     Ok(())

@@ -13,4 +13,5 @@ mod models;
 mod providers;
 mod proxy;
 mod spend;
+mod state;
 mod store;
