@@ -1,0 +1,2 @@
+//! Load-generator benchmark (placeholder until written).
+fn main() {}

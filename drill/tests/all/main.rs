@@ -1,0 +1,1 @@
+//! drill's integration tests: the CLI surface, scenario errors, embedded runs, sensitivity.
