@@ -174,9 +174,15 @@ impl Documented {
         let (targets, source) = match kind {
             ChainKind::General => match rule_for(&eff.fallbacks.value) {
                 Some(t) => (t, eff.fallbacks.source),
+                // No rule for the group: `default_fallbacks` decides. When nobody set those,
+                // the layer that set `fallbacks` (e.g. a key's `[]`) is what emptied the chain.
                 None => (
                     eff.default_fallbacks.value.clone(),
-                    eff.default_fallbacks.source,
+                    if eff.default_fallbacks.source == SettingSource::Default {
+                        eff.fallbacks.source
+                    } else {
+                        eff.default_fallbacks.source
+                    },
                 ),
             },
             ChainKind::ContextWindow => (

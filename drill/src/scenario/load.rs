@@ -141,10 +141,10 @@ impl Source {
             let location = inner.location().map(|l| (l.line(), l.column()));
             let message = strip_location(&inner.to_string());
             // serde_yaml repeats the path at the start of some messages.
-            let message = message
-                .strip_prefix(&format!("{path}: "))
-                .map(str::to_owned)
-                .unwrap_or(message);
+            let message = match message.split_once(": ") {
+                Some((head, rest)) if !head.is_empty() && path.starts_with(head) => rest.to_owned(),
+                _ => message,
+            };
             let mut p = self.problem(&path, message);
             if location.is_some() {
                 p.location = location;

@@ -1,1 +1,9 @@
-//! drill's integration tests: the CLI surface, scenario errors, embedded runs, sensitivity.
+//! drill's integration tests: the CLI surface (exit codes, located scenario errors), the
+//! shipped quarterly suite end to end, sensitivity (the drill catches a gateway that contradicts
+//! its documentation), and external mode against a separately started gateway.
+
+mod cli;
+mod external;
+mod runs;
+mod sensitivity;
+mod support;
