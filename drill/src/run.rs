@@ -66,6 +66,9 @@ fn env_err(e: anyhow::Error) -> RunError {
     RunError::Environment(e)
 }
 
+/// Environment lookup passed in (no process-global state in tests).
+pub type EnvLookup = Arc<dyn Fn(&str) -> Option<String> + Send + Sync>;
+
 /// How to run, from the command line.
 #[derive(Clone)]
 pub struct RunOptions {
@@ -77,7 +80,7 @@ pub struct RunOptions {
     pub fail_fast: bool,
     pub quiet: bool,
     /// Environment lookup (client keys in external mode); a map in tests.
-    pub env: Arc<dyn Fn(&str) -> Option<String> + Send + Sync>,
+    pub env: EnvLookup,
     /// Stops the run (Ctrl-C); outputs are still written.
     pub cancel: CancellationToken,
     /// Progress bars (only on a terminal).
@@ -85,7 +88,7 @@ pub struct RunOptions {
 }
 
 impl RunOptions {
-    pub fn new(env: Arc<dyn Fn(&str) -> Option<String> + Send + Sync>) -> Self {
+    pub fn new(env: EnvLookup) -> Self {
         Self {
             target: None,
             config: None,

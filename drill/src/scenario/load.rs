@@ -252,10 +252,7 @@ fn index_positions(text: &str) -> HashMap<String, (usize, usize)> {
             }
         }
     }
-    loop {
-        let Ok((event, marker)) = parser.next_token() else {
-            break;
-        };
+    while let Ok((event, marker)) = parser.next_token() {
         let pos = (marker.line(), marker.col() + 1);
         match event {
             Event::StreamEnd => break,

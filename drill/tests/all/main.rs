@@ -2,6 +2,9 @@
 //! shipped quarterly suite end to end, sensitivity (the drill catches a gateway that contradicts
 //! its documentation), and external mode against a separately started gateway.
 
+// Helpers outside #[test] fns: a panic is the failure report.
+#![allow(clippy::unwrap_used)]
+
 mod cli;
 mod external;
 mod runs;
