@@ -550,13 +550,15 @@ async fn drive(
         let abort = Arc::clone(&abort);
         let outer = opts.cancel.clone();
         tokio::spawn(async move {
+            // Biased: Ctrl-C also cancels the child token; its reason must win.
             tokio::select! {
+                biased;
+                () = outer.cancelled() => {
+                    abort.set("interrupted (Ctrl-C)".to_owned());
+                }
                 () = tokio::time::sleep(deadline) => {
                     abort.set(format!("deadline of {:.0}s reached", deadline.as_secs_f64()));
                     cancel.cancel();
-                }
-                () = outer.cancelled() => {
-                    abort.set("interrupted (Ctrl-C)".to_owned());
                 }
                 () = cancel.cancelled() => {}
             }
@@ -572,6 +574,7 @@ async fn drive(
     let mut phases_out: Vec<PhaseEvidence> = Vec::new();
     let mut earlier: BTreeMap<String, Histogram<u64>> = BTreeMap::new();
     let mut failed_total = 0u64;
+    let mut aborted = false;
     say(format!(
         "drill: {} ({} phases, seed {seed}) against {url}",
         s.metadata.name,
@@ -579,6 +582,7 @@ async fn drive(
     ));
     for (pi, phase) in s.phases.iter().enumerate() {
         if cancel.is_cancelled() {
+            aborted = true;
             break;
         }
         // Faults: rule ids carry the phase id so counters never mix phases.
@@ -710,7 +714,11 @@ async fn drive(
             lag_max_ms: pl.lag_us.max() as f64 / 1000.0,
         };
         if cancel.is_cancelled() {
+            if opts.cancel.is_cancelled() {
+                abort.set("interrupted (Ctrl-C)".to_owned());
+            }
             verdict = Verdict::Aborted;
+            aborted = true;
             reason = abort.get().or(Some("stopped".to_owned()));
         }
         let ev = PhaseEvidence {
@@ -742,6 +750,7 @@ async fn drive(
                     "stop condition: {failed_total} failed requests, more than max_failed_requests {max}"
                 ));
                 cancel.cancel();
+                aborted = true;
                 break;
             }
         }
@@ -755,13 +764,7 @@ async fn drive(
     if let Some(g) = embedded {
         g.stop().await;
     }
-    let abort_reason = abort.get().filter(|_| {
-        opts.cancel.is_cancelled()
-            || phases_out.iter().any(|p| p.verdict == Verdict::Aborted)
-            || s.stop_conditions
-                .max_failed_requests
-                .is_some_and(|m| failed_total > m)
-    });
+    let abort_reason = aborted.then(|| abort.get().unwrap_or_else(|| "stopped".to_owned()));
     Ok((phases_out, abort_reason, url, gateway_kind))
 }
 

@@ -175,3 +175,94 @@ phases: [{{id: one, duration: 1s}}]
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("unreachable"), "{err}");
 }
+
+#[tokio::test]
+async fn drill_mocks_prints_addresses_and_serves_the_control_api() {
+    use std::io::BufRead as _;
+    let text = format!(
+        "apiVersion: drill/v1
+kind: Drill
+metadata: {{name: m}}
+{PROVIDERS}traffic:
+  profiles: [{{id: p, request: {{model: gpt-4o}}}}]
+phases: [{{id: one, duration: 1s}}]
+"
+    );
+    let d = dir_with(&[("s.yaml", &text)]);
+    let mut child = drill()
+        .arg("mocks")
+        .arg(d.path().join("s.yaml"))
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let mut bases = Vec::new();
+    for line in std::io::BufReader::new(stdout).lines() {
+        let line = line.unwrap();
+        if line.starts_with("# serving") {
+            break;
+        }
+        if !line.starts_with('#') {
+            bases.push(line.split_whitespace().nth(3).unwrap().to_owned());
+        }
+    }
+    assert_eq!(bases.len(), 4, "{bases:?}");
+    let client = reqwest::Client::new();
+    for b in &bases {
+        let r = client
+            .get(format!("{b}/_mock/health"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+    }
+    child.kill().unwrap();
+    let _ = child.wait();
+}
+
+#[test]
+fn ctrl_c_aborts_with_exit_3_and_still_writes_outputs() {
+    use std::io::BufRead as _;
+    let cfg = std::fs::read_to_string(repo().join("scenarios/quarterly/gateway.yaml")).unwrap();
+    let text = format!(
+        "apiVersion: drill/v1
+kind: Drill
+metadata: {{name: interrupted}}
+gateway: {{config: gw.yaml}}
+{PROVIDERS}traffic:
+  profiles: [{{id: p, request: {{model: gpt-4o}}}}]
+phases: [{{id: long, duration: 60s}}]
+"
+    );
+    let d = dir_with(&[("s.yaml", &text), ("gw.yaml", &cfg)]);
+    let out = d.path().join("out");
+    let mut child = drill()
+        .arg("run")
+        .arg(d.path().join("s.yaml"))
+        .arg("--out")
+        .arg(&out)
+        .env("CI", "1")
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let mut lines = std::io::BufReader::new(stderr).lines();
+    // Readiness: the phase has started.
+    for line in lines.by_ref() {
+        if line.unwrap().contains("phase long") {
+            break;
+        }
+    }
+    let status = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let code = child.wait().unwrap().code();
+    assert_eq!(code, Some(3));
+    let j: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("journal.json")).unwrap()).unwrap();
+    assert_eq!(j["status"], "aborted");
+    assert_eq!(j["phases"][0]["verdict"], "aborted");
+    assert!(j["abort_reason"].as_str().unwrap().contains("Ctrl-C"));
+}
