@@ -682,3 +682,91 @@ pub fn phase_stats(
 pub fn summary(h: &Histogram<u64>) -> LatencySummary {
     LatencySummary::from_us(h)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use mock_providers::{Dialect, Endpoint, Outcome};
+
+    fn entry(rid: &str, t: u64, status: u16, end: EndKind, fault: Option<&str>) -> JournalEntry {
+        JournalEntry {
+            seq: t,
+            t_ms: t,
+            duration_ms: 1,
+            deployment: "m".into(),
+            dialect: Dialect::Openai,
+            endpoint: Endpoint::Chat,
+            method: "POST".into(),
+            path: "/v1/chat/completions".into(),
+            model: None,
+            stream: false,
+            prompt_tokens: 4,
+            correlation_id: Some(rid.into()),
+            fault_id: fault.map(str::to_owned),
+            rejected: None,
+            outcome: Outcome {
+                status: Some(status),
+                bytes: 10,
+                chunks: 0,
+                end,
+            },
+        }
+    }
+
+    #[test]
+    fn only_a_complete_2xx_without_a_failure_fault_serves() {
+        let mut entries = BTreeMap::new();
+        entries.insert(
+            "east".to_owned(),
+            vec![
+                entry("r1", 1, 503, EndKind::ErrorStatus, Some("p.outage")),
+                entry("r2", 2, 200, EndKind::Complete, Some("p.slow")),
+                entry("r3", 3, 200, EndKind::Complete, Some("p.policy")),
+            ],
+        );
+        entries.insert(
+            "west".to_owned(),
+            vec![
+                entry("r1", 5, 200, EndKind::Complete, None),
+                entry("r3", 6, 200, EndKind::Cut, None),
+            ],
+        );
+        let benign: HashSet<String> = ["p.slow".to_owned()].into();
+        let a = index_attempts(&entries, &|m: &str| format!("{m}-dep"), &benign);
+        assert_eq!(served_by(&a, "r1"), Some("west-dep"));
+        assert_eq!(a["r1"].len(), 2);
+        // Latency faults still serve; a 200 with a policy fault or a cut body does not.
+        assert_eq!(served_by(&a, "r2"), Some("east-dep"));
+        assert_eq!(served_by(&a, "r3"), None);
+        assert_eq!(path_of(&a, "r1"), "east-dep(p.outage) -> west-dep(served)");
+    }
+
+    #[test]
+    fn a_fault_never_injected_invalidates_the_phase_whatever_the_checks() {
+        let f = FaultEvidence {
+            provider: "east".into(),
+            deployment: "east".into(),
+            rule_id: "p.outage".into(),
+            effect: serde_json::Value::Null,
+            selection: serde_json::Value::Null,
+            start_offset_ms: 0,
+            end_offset_ms: 1,
+            injected: 0,
+        };
+        let (v, why) = phase_verdict(&[], std::slice::from_ref(&f));
+        assert_eq!(v, Verdict::Invalid);
+        assert!(why.unwrap().contains("p.outage on east"));
+        let f = FaultEvidence { injected: 3, ..f };
+        let c = check(
+            "x",
+            5,
+            20,
+            true,
+            String::new(),
+            String::new(),
+            String::new(),
+        );
+        assert_eq!(c.verdict, Verdict::Inconclusive);
+        assert_eq!(phase_verdict(&[c], &[f]).0, Verdict::Inconclusive);
+    }
+}
