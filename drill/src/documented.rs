@@ -72,6 +72,10 @@ pub struct InventoryItem {
     pub rpm: Option<u64>,
     pub tpm: Option<u64>,
     pub order: Option<u32>,
+    /// Per-deployment overrides of the router settings, seconds (None: the router's value).
+    pub timeout_s: Option<f64>,
+    pub stream_timeout_s: Option<f64>,
+    pub cooldown_time_s: Option<f64>,
     /// `primary` unless its group is a fallback target of some documented chain.
     pub role: String,
     /// The mock provider standing in for it, if any.
@@ -299,6 +303,9 @@ impl Documented {
                 rpm: d.rpm,
                 tpm: d.tpm,
                 order: d.order,
+                timeout_s: d.timeout.map(|t| t.as_secs_f64()),
+                stream_timeout_s: d.stream_timeout.map(|t| t.as_secs_f64()),
+                cooldown_time_s: d.cooldown_time.map(|t| t.as_secs_f64()),
                 role: if fallback_groups.contains(&d.model_name)
                     || fallback_groups.contains(d.id.as_str())
                 {

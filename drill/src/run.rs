@@ -293,6 +293,13 @@ pub async fn run_prepared(
     let seed = opts.seed.unwrap_or(s.seed);
     let started_at = chrono::Utc::now();
     let t0 = Instant::now();
+    // Digest of the config before anything runs; compared with the one taken at the end.
+    let config_sha_start = prep
+        .run_config
+        .as_ref()
+        .map(|(p, _)| p)
+        .or(prep.documented_path.as_ref())
+        .and_then(|p| file_sha(p));
     let say = |line: String| {
         if !opts.quiet {
             eprintln!("{line}");
@@ -381,12 +388,7 @@ pub async fn run_prepared(
                 .as_ref()
                 .or(prep.documented_path.as_ref())
                 .map(|p| p.display().to_string()),
-            sha256_start: prep
-                .run_config
-                .as_ref()
-                .map(|(p, _)| p)
-                .or(prep.documented_path.as_ref())
-                .and_then(|p| file_sha(p)),
+            sha256_start: config_sha_start,
             sha256_end: config_path
                 .as_ref()
                 .or(prep.documented_path.as_ref())
