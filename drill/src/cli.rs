@@ -1,0 +1,100 @@
+//! The `drill` command line (clap structs only). `run` and `mocks` live here; the audit, memo
+//! and signing commands join the same `Command` enum.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+pub const EXIT_CODES: &str = "\
+Exit codes:
+  0  passed: every check of every phase passed
+  1  failed: a check failed (the gateway does not do what its documentation says)
+  2  inconclusive: a check had fewer samples than its min_samples
+  3  aborted: a stop condition, the deadline or Ctrl-C stopped the run (outputs still written)
+  4  invalid scenario: unknown key, type error or bad reference (file:line: key.path: problem)
+  5  environment error: target unreachable, a port in use, the run dir not writable
+  6  verification failed: a phase is invalid (a fault was never injected), so no verdict";
+
+/// Resilience drill for LLM gateways: mock providers, fault phases, verified fallbacks.
+#[derive(Debug, Parser)]
+#[command(name = "drill", version, about, after_long_help = EXIT_CODES)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run a scenario (or a suite of them) and verify the traffic shift against the documentation.
+    ///
+    /// Embedded mode (default): starts the scenario's mock providers and an in-process Switchyard
+    /// (SQLite in memory) whose deployments point at them, creates the scenario's teams and keys
+    /// through the admin API, and runs the phases, setting each phase's faults on the mocks.
+    ///
+    /// External mode (`--target URL`): drives any OpenAI-compatible gateway whose upstreams
+    /// point at mocks started with `drill mocks SCENARIO.yaml`; client keys come from the
+    /// environment variables the scenario names. Verdicts come from the mocks' journals, never
+    /// from gateway headers.
+    ///
+    /// The scenario format is described in docs/scenario.md.
+    #[command(after_long_help = RUN_EXAMPLES)]
+    Run(RunArgs),
+    /// Serve a scenario's mock providers (fixed ports from the scenario) until Ctrl-C.
+    ///
+    /// Prints one line per provider: id, dialect, deployment, base URL and the `api_base` a
+    /// gateway should use. The control API (`/_mock/faults`, `/_mock/journal`, ...) is served on
+    /// every port, which `drill run --target` uses.
+    Mocks(MocksArgs),
+}
+
+const RUN_EXAMPLES: &str = "\
+Examples:
+  drill run scenarios/quarterly.yaml                       the shipped suite, embedded gateway
+  drill run scenarios/provider-outage.yaml --out runs/x    one scenario, outputs in runs/x
+  drill mocks scenarios/provider-outage.yaml &             mocks for an external gateway, then:
+  drill run scenarios/provider-outage.yaml --target http://127.0.0.1:4000
+
+Outputs (in --out): journal.json (schema_version 1), junit.xml, summary.txt; a suite writes one
+directory per scenario plus a combined summary.txt and junit.xml.
+
+Exit codes:
+  0 passed, 1 failed, 2 inconclusive, 3 aborted, 4 invalid scenario, 5 environment error,
+  6 verification failed (a phase is invalid)";
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Scenario or suite file (YAML, `apiVersion: drill/v1`).
+    pub scenario: PathBuf,
+    /// Drive this OpenAI-compatible gateway instead of an embedded Switchyard (external mode).
+    #[arg(long, value_name = "URL")]
+    pub target: Option<String>,
+    /// Gateway config: embedded mode runs it, every mode documents the fallback chains from it
+    /// (default: the scenario's gateway.config).
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// External mode: where a provider's mock listens, `PROVIDER=URL` (repeatable; default
+    /// http://127.0.0.1:PORT from the scenario's provider port).
+    #[arg(long = "mock", value_name = "PROVIDER=URL")]
+    pub mocks: Vec<String>,
+    /// Output directory (default: runs/<scenario name>).
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
+    /// Seed for every random choice (default: the scenario's seed).
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Stop after the first phase that does not pass (remaining phases are not run).
+    #[arg(long)]
+    pub fail_fast: bool,
+    /// Print only the final verdict line.
+    #[arg(long, short)]
+    pub quiet: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct MocksArgs {
+    /// Scenario file whose providers to serve.
+    pub scenario: PathBuf,
+    /// Override the scenario's seed.
+    #[arg(long)]
+    pub seed: Option<u64>,
+}

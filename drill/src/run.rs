@@ -1,0 +1,970 @@
+//! `drill run`: loads and checks a scenario (or suite), starts the mocks and the target,
+//! runs the phases with their faults, verifies each phase from the mock journals, and writes
+//! the outputs. Owns the order of things and the exit code; the parts live in `harness`,
+//! `load`, `verify` and `output`.
+
+use std::collections::{BTreeMap, HashSet};
+use std::io::IsTerminal as _;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::{anyhow, Context as _};
+use hdrhistogram::Histogram;
+use indicatif::{ProgressBar, ProgressStyle};
+use mock_providers::{FaultRule, MockServer};
+use rand::SeedableRng as _;
+use rand_chacha::ChaCha8Rng;
+use sha2::{Digest, Sha256};
+use switchyard::config::Config;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use crate::documented::Documented;
+use crate::evidence::{
+    ConfigEvidence, Environment, FaultEvidence, LatencySummary, PhaseEvidence, RunJournal,
+    ScenarioEvidence, ScheduleEvidence, Verdict, SCHEMA_VERSION,
+};
+use crate::harness::{self, Embedded, Mocks};
+use crate::load::{self, ClientOutcome, LoadCtx, ReadyProfile, Sequencer};
+use crate::scenario::{self, Document, LoadModel, Problem, Scenario, ScenarioError, Source};
+use crate::verify;
+
+/// Exit codes (documented in `--help`).
+pub mod exit {
+    pub const PASSED: u8 = 0;
+    pub const FAILED: u8 = 1;
+    pub const INCONCLUSIVE: u8 = 2;
+    pub const ABORTED: u8 = 3;
+    pub const INVALID_SCENARIO: u8 = 4;
+    pub const ENVIRONMENT: u8 = 5;
+    pub const VERIFICATION: u8 = 6;
+}
+
+/// Default environment variable of the key for profiles without one (external mode).
+pub const DEFAULT_CLIENT_KEY_ENV: &str = "DRILL_CLIENT_KEY";
+
+/// Why a run produced no verdict.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error(transparent)]
+    Invalid(#[from] ScenarioError),
+    #[error("environment error: {0:#}")]
+    Environment(anyhow::Error),
+}
+
+impl RunError {
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            RunError::Invalid(_) => exit::INVALID_SCENARIO,
+            RunError::Environment(_) => exit::ENVIRONMENT,
+        }
+    }
+}
+
+fn env_err(e: anyhow::Error) -> RunError {
+    RunError::Environment(e)
+}
+
+/// Environment lookup passed in (no process-global state in tests).
+pub type EnvLookup = Arc<dyn Fn(&str) -> Option<String> + Send + Sync>;
+
+/// How to run, from the command line.
+#[derive(Clone)]
+pub struct RunOptions {
+    pub target: Option<String>,
+    pub config: Option<PathBuf>,
+    /// `PROVIDER=URL` overrides of mock addresses (external mode).
+    pub mocks: Vec<String>,
+    pub seed: Option<u64>,
+    pub fail_fast: bool,
+    pub quiet: bool,
+    /// Environment lookup (client keys in external mode); a map in tests.
+    pub env: EnvLookup,
+    /// Stops the run (Ctrl-C); outputs are still written.
+    pub cancel: CancellationToken,
+    /// Progress bars (only on a terminal).
+    pub progress: bool,
+}
+
+impl RunOptions {
+    pub fn new(env: EnvLookup) -> Self {
+        Self {
+            target: None,
+            config: None,
+            mocks: Vec::new(),
+            seed: None,
+            fail_fast: false,
+            quiet: true,
+            env,
+            cancel: CancellationToken::new(),
+            progress: false,
+        }
+    }
+}
+
+/// The exit code of a verdict.
+pub fn exit_code(v: Verdict) -> u8 {
+    match v {
+        Verdict::Passed => exit::PASSED,
+        Verdict::Failed => exit::FAILED,
+        Verdict::Inconclusive => exit::INCONCLUSIVE,
+        Verdict::Aborted => exit::ABORTED,
+        Verdict::Invalid => exit::VERIFICATION,
+    }
+}
+
+/// Worst of several verdicts: aborted > failed > invalid > inconclusive > passed.
+pub fn worst(vs: impl IntoIterator<Item = Verdict>) -> Verdict {
+    vs.into_iter().max().unwrap_or(Verdict::Passed)
+}
+
+/// A checked scenario, ready to run.
+pub struct Prepared {
+    pub source: Source,
+    pub scenario: Scenario,
+    /// Config the embedded gateway runs (None in external mode without one).
+    pub run_config: Option<(PathBuf, Config)>,
+    pub documented_path: Option<PathBuf>,
+    pub documented: Documented,
+}
+
+/// Loads every scenario of `path` (a suite or a single scenario) and checks them all, so a
+/// suite with a broken scenario fails before anything runs.
+pub fn prepare_all(path: &Path, opts: &RunOptions) -> Result<Vec<Prepared>, RunError> {
+    let src = Source::read(path)?;
+    match scenario::load(&src)? {
+        Document::Scenario(s) => Ok(vec![prepare(src, *s, opts)?]),
+        Document::Suite(suite) => {
+            let mut problems = Vec::new();
+            let mut out = Vec::new();
+            if suite.scenarios.is_empty() {
+                problems.push(src.problem("scenarios", "a suite lists at least one scenario"));
+            }
+            for (i, rel) in suite.scenarios.iter().enumerate() {
+                let p = src.dir().join(rel);
+                let res = Source::read(&p).and_then(|s2| match scenario::load(&s2)? {
+                    Document::Scenario(sc) => prepare(s2, *sc, opts).map_err(|e| match e {
+                        RunError::Invalid(e) => e,
+                        RunError::Environment(e) => {
+                            ScenarioError::single(&p.display().to_string(), format!("{e:#}"))
+                        }
+                    }),
+                    Document::Suite(_) => Err(ScenarioError {
+                        problems: vec![src.problem(
+                            &format!("scenarios[{i}]"),
+                            "a suite cannot list another suite",
+                        )],
+                    }),
+                });
+                match res {
+                    Ok(p) => out.push(p),
+                    Err(e) => problems.extend(e.problems),
+                }
+            }
+            if problems.is_empty() {
+                Ok(out)
+            } else {
+                Err(RunError::Invalid(ScenarioError { problems }))
+            }
+        }
+    }
+}
+
+fn prepare(src: Source, s: Scenario, opts: &RunOptions) -> Result<Prepared, RunError> {
+    let mut problems: Vec<Problem> = scenario::validate::validate(&s, &src);
+    let embedded = opts.target.is_none();
+    let config_path = opts
+        .config
+        .clone()
+        .or_else(|| s.gateway.config.as_ref().map(|c| src.dir().join(c)));
+    let documented_path = s
+        .gateway
+        .documented_config
+        .as_ref()
+        .map(|c| src.dir().join(c))
+        .or_else(|| config_path.clone());
+    if embedded && config_path.is_none() {
+        problems.push(src.problem(
+            "gateway.config",
+            "embedded mode needs a gateway config (gateway.config or --config)",
+        ));
+    }
+    if !problems.is_empty() {
+        return Err(ScenarioError { problems }.into());
+    }
+    let run_config = match (&config_path, embedded) {
+        (Some(p), true) => Some((
+            p.clone(),
+            harness::load_config(p, &s.gateway.env, true, &|_| None)?,
+        )),
+        _ => None,
+    };
+    let documented_config = match &documented_path {
+        Some(p) => harness::load_config(p, &s.gateway.env, true, &|_| None)?,
+        None => Config::default(),
+    };
+    if let Some((_, c)) = &run_config {
+        problems.extend(harness::check_backing(&s, &src, c));
+    }
+    if documented_path.is_some() {
+        let documented = Documented::new(documented_config.clone(), &s);
+        let groups: Vec<String> = documented
+            .config
+            .group_names()
+            .into_iter()
+            .map(str::to_owned)
+            .collect();
+        for (i, p) in s.traffic.profiles.iter().enumerate() {
+            let g = documented.resolve_model(p.key.as_deref(), &p.request.model);
+            if !groups.contains(&g) {
+                problems.push(src.problem(
+                    &format!("traffic.profiles[{i}].request.model"),
+                    format!(
+                        "{:?} is not a model group of the gateway config\nknown groups: {}",
+                        p.request.model,
+                        groups.join(", ")
+                    ),
+                ));
+            }
+        }
+    }
+    if !embedded {
+        for (name, k) in &s.traffic.keys {
+            if k.env.is_none() {
+                problems.push(src.problem(
+                    &format!("traffic.keys.{name}.env"),
+                    "external mode reads client keys from the environment: name the variable",
+                ));
+            }
+        }
+        if opts.mocks.is_empty() {
+            for (i, p) in s.providers.iter().enumerate() {
+                if p.port == 0 {
+                    problems.push(src.problem(
+                        &format!("providers[{i}].port"),
+                        "external mode needs a fixed port (or --mock PROVIDER=URL) to reach the mock's journal",
+                    ));
+                }
+            }
+        }
+    }
+    if !problems.is_empty() {
+        return Err(ScenarioError { problems }.into());
+    }
+    let documented = Documented::new(documented_config, &s);
+    Ok(Prepared {
+        source: src,
+        scenario: s,
+        run_config,
+        documented_path,
+        documented,
+    })
+}
+
+fn file_sha(p: &Path) -> Option<String> {
+    std::fs::read(p)
+        .ok()
+        .map(|b| hex::encode(Sha256::digest(&b)))
+}
+
+/// Shared abort state: the first reason wins.
+#[derive(Default)]
+struct Abort(Mutex<Option<String>>);
+
+impl Abort {
+    fn set(&self, why: String) {
+        if let Ok(mut g) = self.0.lock() {
+            g.get_or_insert(why);
+        }
+    }
+    fn get(&self) -> Option<String> {
+        self.0.lock().ok().and_then(|g| g.clone())
+    }
+}
+
+/// Runs one prepared scenario and writes its outputs into `out_dir`.
+pub async fn run_prepared(
+    prep: &Prepared,
+    opts: &RunOptions,
+    out_dir: &Path,
+) -> Result<RunJournal, RunError> {
+    let s = &prep.scenario;
+    let seed = opts.seed.unwrap_or(s.seed);
+    let started_at = chrono::Utc::now();
+    let t0 = Instant::now();
+    // Digest of the config before anything runs; compared with the one taken at the end.
+    let config_sha_start = prep
+        .run_config
+        .as_ref()
+        .map(|(p, _)| p)
+        .or(prep.documented_path.as_ref())
+        .and_then(|p| file_sha(p));
+    let say = |line: String| {
+        if !opts.quiet {
+            eprintln!("{line}");
+        }
+    };
+
+    // Mocks.
+    let mocks = match &opts.target {
+        None => Mocks::Local(
+            MockServer::start(harness::mock_spec(s, seed, true))
+                .await
+                .map_err(|e| env_err(anyhow!("starting the mock providers: {e}")))?,
+        ),
+        Some(_) => {
+            let mut bases = BTreeMap::new();
+            for p in &s.providers {
+                bases.insert(p.id.clone(), format!("http://127.0.0.1:{}", p.port));
+            }
+            for m in &opts.mocks {
+                let (id, url) = m.split_once('=').ok_or_else(|| {
+                    RunError::Invalid(ScenarioError::single(
+                        "--mock",
+                        format!("{m:?}: expected PROVIDER=URL"),
+                    ))
+                })?;
+                if !bases.contains_key(id) {
+                    return Err(RunError::Invalid(ScenarioError::single(
+                        "--mock",
+                        format!("unknown provider {id:?}"),
+                    )));
+                }
+                bases.insert(id.to_owned(), url.trim_end_matches('/').to_owned());
+            }
+            Mocks::Remote {
+                client: reqwest::Client::builder()
+                    .timeout(Duration::from_secs(10))
+                    .build()
+                    .map_err(|e| env_err(e.into()))?,
+                bases,
+            }
+        }
+    };
+    let result = drive(prep, opts, &mocks, seed, t0, &say).await;
+    // Leave remote mocks healthy for the next run.
+    for id in mocks.ids() {
+        let _ = mocks.set_faults(&id, Vec::new()).await;
+    }
+    mocks.shutdown().await;
+    let (phases, abort_reason, target, gateway_kind) = result?;
+
+    let config_path = prep.run_config.as_ref().map(|(p, _)| p.clone());
+    let status = if abort_reason.is_some() {
+        Verdict::Aborted
+    } else {
+        worst(phases.iter().map(|p| p.verdict))
+    };
+    let documented_differs = prep.documented_path != config_path;
+    let documented = &prep.documented;
+    let mock_of = |d: &str| {
+        s.providers
+            .iter()
+            .find(|p| p.deployment_id() == d)
+            .map(|p| p.id.clone())
+    };
+    let journal = RunJournal {
+        schema_version: SCHEMA_VERSION,
+        status,
+        exit_code: exit_code(status),
+        abort_reason,
+        started_at: started_at.to_rfc3339(),
+        finished_at: chrono::Utc::now().to_rfc3339(),
+        duration_ms: t0.elapsed().as_millis() as u64,
+        seed,
+        scenario: ScenarioEvidence {
+            path: prep.source.file(),
+            sha256: prep.source.sha256.clone(),
+            text: prep.source.text.clone(),
+            name: s.metadata.name.clone(),
+            title: s.metadata.title.clone(),
+            owner: s.metadata.owner.clone(),
+            description: s.metadata.description.clone(),
+            tags: s.metadata.tags.clone(),
+        },
+        config: ConfigEvidence {
+            path: config_path
+                .as_ref()
+                .or(prep.documented_path.as_ref())
+                .map(|p| p.display().to_string()),
+            sha256_start: config_sha_start,
+            sha256_end: config_path
+                .as_ref()
+                .or(prep.documented_path.as_ref())
+                .and_then(|p| file_sha(p)),
+            documented_path: if documented_differs {
+                prep.documented_path
+                    .as_ref()
+                    .map(|p| p.display().to_string())
+            } else {
+                None
+            },
+            documented_sha256: if documented_differs {
+                prep.documented_path.as_ref().and_then(|p| file_sha(p))
+            } else {
+                None
+            },
+            kind: "config".to_owned(),
+        },
+        inventory: documented.inventory(&mock_of),
+        documented_chains: documented.all_chains(),
+        effective_settings: documented
+            .all_settings()
+            .into_iter()
+            .map(|(k, v)| (k, serde_json::to_value(v).unwrap_or_default()))
+            .collect(),
+        phases,
+        memo: s.memo.clone(),
+        environment: Environment {
+            drill_version: env!("CARGO_PKG_VERSION").to_owned(),
+            os: std::env::consts::OS.to_owned(),
+            arch: std::env::consts::ARCH.to_owned(),
+            cpus: std::thread::available_parallelism().map_or(1, usize::from),
+            mode: if opts.target.is_some() {
+                "external".to_owned()
+            } else {
+                "embedded".to_owned()
+            },
+            target,
+            gateway: gateway_kind,
+        },
+    };
+    crate::output::write_run(out_dir, &journal).map_err(env_err)?;
+    Ok(journal)
+}
+
+type Driven = (Vec<PhaseEvidence>, Option<String>, String, String);
+
+async fn drive(
+    prep: &Prepared,
+    opts: &RunOptions,
+    mocks: &Mocks,
+    seed: u64,
+    t0: Instant,
+    say: &dyn Fn(String),
+) -> Result<Driven, RunError> {
+    let s = &prep.scenario;
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(1024)
+        .build()
+        .map_err(|e| env_err(e.into()))?;
+
+    // Target.
+    let mut embedded = None;
+    let (url, keys, master, gateway_kind) = match (&opts.target, mocks) {
+        (None, Mocks::Local(m)) => {
+            let Some((_, cfg)) = &prep.run_config else {
+                return Err(env_err(anyhow!("embedded mode without a config")));
+            };
+            let mut cfg = cfg.clone();
+            harness::point_at_mocks(&mut cfg, s, m).map_err(env_err)?;
+            let g = Embedded::start(cfg).await.map_err(env_err)?;
+            let keys = harness::provision(&client, &g.url, &g.master_key, s)
+                .await
+                .map_err(env_err)?;
+            let out = (
+                g.url.clone(),
+                keys,
+                Some(g.master_key.clone()),
+                format!("switchyard {} (embedded)", switchyard_version()),
+            );
+            embedded = Some(g);
+            out
+        }
+        (Some(t), _) => {
+            let mut keys = BTreeMap::new();
+            for (name, k) in &s.traffic.keys {
+                let var = k.env.clone().unwrap_or_default();
+                let v = (opts.env)(&var).ok_or_else(|| {
+                    env_err(anyhow!("key {name}: environment variable {var} is not set"))
+                })?;
+                keys.insert(name.clone(), v);
+            }
+            let var = s
+                .gateway
+                .client_key_env
+                .clone()
+                .unwrap_or_else(|| DEFAULT_CLIENT_KEY_ENV.to_owned());
+            let master = (opts.env)(&var);
+            // Reachability: any HTTP answer will do; a refused connection is exit 5.
+            client
+                .get(format!("{}/v1/models", t.trim_end_matches('/')))
+                .timeout(Duration::from_secs(10))
+                .send()
+                .await
+                .with_context(|| format!("target {t} is unreachable"))
+                .map_err(env_err)?;
+            (
+                t.trim_end_matches('/').to_owned(),
+                keys,
+                master,
+                "external".to_owned(),
+            )
+        }
+        (None, Mocks::Remote { .. }) => {
+            return Err(env_err(anyhow!("remote mocks need --target")));
+        }
+    };
+    // Remote mocks must answer before anything runs.
+    let mut cursors = mocks.cursors().await.map_err(env_err)?;
+
+    let profiles: Vec<ReadyProfile> = s
+        .traffic
+        .profiles
+        .iter()
+        .map(|p| ReadyProfile {
+            id: p.id.clone(),
+            weight: p.weight,
+            bearer: match &p.key {
+                Some(k) => keys.get(k).cloned(),
+                None => master.clone(),
+            },
+            model: p.request.model.clone(),
+            stream: p.request.stream,
+            prompt_tokens: p.request.prompt_tokens,
+            max_tokens: p.request.max_tokens,
+        })
+        .collect();
+    let ctx = Arc::new(LoadCtx {
+        client: client.clone(),
+        endpoint: format!("{url}/v1/chat/completions"),
+        profiles: profiles.clone(),
+        request_timeout: s.traffic.request_timeout.get(),
+        rid_prefix: format!("d{:x}", seed % 0xffff_ffff),
+        live: Arc::default(),
+    });
+    let seq = Arc::new(Mutex::new(Sequencer::new(
+        ChaCha8Rng::seed_from_u64(seed),
+        &profiles,
+    )));
+
+    // Deadline and abort.
+    let abort = Arc::new(Abort::default());
+    let cancel = opts.cancel.child_token();
+    let total: Duration = s.phases.iter().map(|p| p.duration.get()).sum();
+    let deadline = s
+        .stop_conditions
+        .deadline
+        .map_or(total + Duration::from_secs(60), |d| d.get());
+    let watchdog = {
+        let cancel = cancel.clone();
+        let abort = Arc::clone(&abort);
+        let outer = opts.cancel.clone();
+        tokio::spawn(async move {
+            // Biased: Ctrl-C also cancels the child token; its reason must win.
+            tokio::select! {
+                biased;
+                () = outer.cancelled() => {
+                    abort.set("interrupted (Ctrl-C)".to_owned());
+                }
+                () = tokio::time::sleep(deadline) => {
+                    abort.set(format!("deadline of {:.0}s reached", deadline.as_secs_f64()));
+                    cancel.cancel();
+                }
+                () = cancel.cancelled() => {}
+            }
+        })
+    };
+
+    let deployment_of = |mock: &str| {
+        s.providers
+            .iter()
+            .find(|p| p.id == mock)
+            .map_or_else(|| mock.to_owned(), |p| p.deployment_id().to_owned())
+    };
+    let mut phases_out: Vec<PhaseEvidence> = Vec::new();
+    let mut earlier: BTreeMap<String, Histogram<u64>> = BTreeMap::new();
+    let mut failed_total = 0u64;
+    let mut aborted = false;
+    say(format!(
+        "drill: {} ({} phases, seed {seed}) against {url}",
+        s.metadata.name,
+        s.phases.len()
+    ));
+    for (pi, phase) in s.phases.iter().enumerate() {
+        if cancel.is_cancelled() {
+            aborted = true;
+            break;
+        }
+        // Faults: rule ids carry the phase id so counters never mix phases.
+        let mut rules: BTreeMap<String, Vec<FaultRule>> =
+            mocks.ids().into_iter().map(|id| (id, Vec::new())).collect();
+        let mut faults_ev: Vec<FaultEvidence> = Vec::new();
+        let mut benign: HashSet<String> = HashSet::new();
+        for f in &phase.faults {
+            let list = rules.entry(f.provider.clone()).or_default();
+            let base = format!(
+                "{}.{}",
+                phase.id,
+                f.id.clone().unwrap_or_else(|| f.effect.kind().to_owned())
+            );
+            let mut id = base.clone();
+            let mut k = 2;
+            while list.iter().any(|r| r.id == id) {
+                id = format!("{base}.{k}");
+                k += 1;
+            }
+            if !verify::is_failure(&f.effect) {
+                benign.insert(id.clone());
+            }
+            list.push(FaultRule {
+                id: id.clone(),
+                effect: f.effect.clone(),
+                selection: f.selection,
+            });
+            faults_ev.push(FaultEvidence {
+                provider: f.provider.clone(),
+                deployment: deployment_of(&f.provider),
+                rule_id: id,
+                effect: serde_json::to_value(&f.effect).unwrap_or_default(),
+                selection: serde_json::to_value(f.selection).unwrap_or_default(),
+                start_offset_ms: 0,
+                end_offset_ms: 0,
+                injected: 0,
+            });
+        }
+        let before = mocks.stats().await.map_err(env_err)?;
+        for (id, r) in rules {
+            mocks.set_faults(&id, r).await.map_err(env_err)?;
+        }
+        let phase_start = t0.elapsed();
+        say(format!(
+            "phase {} ({:.0}s, {} faults) started",
+            phase.id,
+            phase.duration.get().as_secs_f64(),
+            faults_ev.len()
+        ));
+        let spec = phase.load.unwrap_or(s.traffic.load);
+        let ticker = progress(opts, &ctx, &phase.id, phase.duration.get());
+        let pl = load::run_phase(&ctx, pi, &spec, phase.duration.get(), &seq, &cancel).await;
+        ticker.finish();
+        let phase_end = t0.elapsed();
+        for f in &mut faults_ev {
+            f.start_offset_ms = phase_start.as_millis() as u64;
+            f.end_offset_ms = phase_end.as_millis() as u64;
+        }
+        let settled = mocks.settle().await.map_err(env_err)?;
+        let entries = mocks.entries_since(&cursors).await.map_err(env_err)?;
+        cursors = mocks.cursors().await.map_err(env_err)?;
+        let after = mocks.stats().await.map_err(env_err)?;
+        for f in &mut faults_ev {
+            f.injected = after
+                .injected(&f.provider, &f.rule_id)
+                .saturating_sub(before.injected(&f.provider, &f.rule_id));
+        }
+        let attempts = verify::index_attempts(&entries, &deployment_of, &benign);
+
+        let warm = phase.warmup.get().as_millis() as u64;
+        let mut lat = new_hist();
+        let mut ttft = new_hist();
+        for r in pl.records.iter().filter(|r| r.sent_ms >= warm) {
+            if r.outcome == ClientOutcome::Success {
+                let _ = lat.record(r.latency_us.max(1));
+                if let Some(t) = r.ttft_us {
+                    if r.stream {
+                        let _ = ttft.record(t.max(1));
+                    }
+                }
+            }
+        }
+        let input = verify::PhaseInput {
+            scenario: s,
+            phase,
+            records: &pl.records,
+            attempts: &attempts,
+            documented: &prep.documented,
+            faults: &faults_ev,
+            earlier_latency: &earlier,
+            latency: &lat,
+        };
+        let checks = verify::evaluate(&input);
+        let (mut verdict, mut reason) = verify::phase_verdict(&checks, &faults_ev);
+        if !settled && verdict != Verdict::Invalid {
+            verdict = Verdict::Invalid;
+            reason = Some("the mocks did not journal every request in time".to_owned());
+        }
+        let stats = verify::phase_stats(
+            &phase.id,
+            phase_start.as_secs(),
+            phase.duration.get().as_secs().max(1),
+            &pl.records,
+            &attempts,
+        );
+        failed_total += stats.requests.failed;
+        let mut requests = stats.requests;
+        requests.overflow = pl.overflow;
+        requests.abandoned = pl.abandoned;
+        let sent = requests.sent;
+        let lagq = |q: f64| {
+            if pl.lag_us.is_empty() {
+                0.0
+            } else {
+                pl.lag_us.value_at_quantile(q) as f64 / 1000.0
+            }
+        };
+        let schedule = ScheduleEvidence {
+            model: match spec.model {
+                LoadModel::Open => "open".to_owned(),
+                LoadModel::Closed => "closed".to_owned(),
+            },
+            target_rate: pl.target_rate,
+            scheduled: pl.scheduled,
+            achieved_rate: sent as f64 / phase.duration.get().as_secs_f64(),
+            lag_p50_ms: lagq(0.5),
+            lag_p99_ms: lagq(0.99),
+            lag_max_ms: pl.lag_us.max() as f64 / 1000.0,
+        };
+        if cancel.is_cancelled() {
+            if opts.cancel.is_cancelled() {
+                abort.set("interrupted (Ctrl-C)".to_owned());
+            }
+            verdict = Verdict::Aborted;
+            aborted = true;
+            reason = abort.get().or(Some("stopped".to_owned()));
+        }
+        let ev = PhaseEvidence {
+            id: phase.id.clone(),
+            start_offset_ms: phase_start.as_millis() as u64,
+            end_offset_ms: phase_end.as_millis() as u64,
+            duration_ms: phase.duration.get().as_millis() as u64,
+            warmup_ms: warm,
+            verdict,
+            reason,
+            faults: faults_ev,
+            requests,
+            served_by: stats.served_by,
+            upstream_attempts: stats.upstream_attempts,
+            checks,
+            latency: LatencySummary::from_us(&lat),
+            ttft: LatencySummary::from_us(&ttft),
+            schedule,
+            time_series: stats.time_series,
+            header_cross_check: stats.header,
+        };
+        say(phase_line(&ev));
+        earlier.insert(phase.id.clone(), lat);
+        let v = ev.verdict;
+        phases_out.push(ev);
+        if let Some(max) = s.stop_conditions.max_failed_requests {
+            if failed_total > max {
+                abort.set(format!(
+                    "stop condition: {failed_total} failed requests, more than max_failed_requests {max}"
+                ));
+                cancel.cancel();
+                aborted = true;
+                break;
+            }
+        }
+        if opts.fail_fast && v != Verdict::Passed {
+            say(format!("--fail-fast: stopping after phase {}", phase.id));
+            break;
+        }
+    }
+    cancel.cancel();
+    let _ = watchdog.await;
+    if let Some(g) = embedded {
+        g.stop().await;
+    }
+    let abort_reason = aborted.then(|| abort.get().unwrap_or_else(|| "stopped".to_owned()));
+    Ok((phases_out, abort_reason, url, gateway_kind))
+}
+
+fn switchyard_version() -> &'static str {
+    env!("CARGO_PKG_VERSION")
+}
+
+fn new_hist() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, 3_600_000_000, 3)
+        .unwrap_or_else(|_| Histogram::new(3).unwrap_or_else(|_| unreachable!("valid bounds")))
+}
+
+fn phase_line(p: &PhaseEvidence) -> String {
+    let served = p
+        .served_by
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join(" ");
+    let mut line = format!(
+        "phase {} {}: sent {} ok {} failed {} overflow {} | served {}",
+        p.id,
+        p.verdict.as_str(),
+        p.requests.sent,
+        p.requests.succeeded,
+        p.requests.failed,
+        p.requests.overflow,
+        served
+    );
+    if let Some(r) = &p.reason {
+        line.push_str(&format!("\n  {r}"));
+    }
+    for c in &p.checks {
+        if c.verdict != Verdict::Passed {
+            line.push_str(&format!(
+                "\n  {} {}: {}",
+                c.verdict.as_str(),
+                c.check,
+                c.message
+            ));
+        }
+    }
+    line
+}
+
+/// Progress while a phase runs: a bar on a terminal, a plain line every 5 s otherwise.
+struct Ticker {
+    task: Option<tokio::task::JoinHandle<()>>,
+    bar: Option<ProgressBar>,
+}
+
+impl Ticker {
+    fn finish(self) {
+        if let Some(t) = self.task {
+            t.abort();
+        }
+        if let Some(b) = self.bar {
+            b.finish_and_clear();
+        }
+    }
+}
+
+fn progress(opts: &RunOptions, ctx: &Arc<LoadCtx>, phase: &str, duration: Duration) -> Ticker {
+    if opts.quiet {
+        return Ticker {
+            task: None,
+            bar: None,
+        };
+    }
+    let live = Arc::clone(&ctx.live);
+    let sent0 = live.sent.load(std::sync::atomic::Ordering::Relaxed);
+    let start = Instant::now();
+    let phase = phase.to_owned();
+    let status = move |live: &load::Live| {
+        use std::sync::atomic::Ordering::Relaxed;
+        let sent = live.sent.load(Relaxed) - sent0;
+        let el = start.elapsed().as_secs_f64().max(0.001);
+        let share = live
+            .by_header
+            .lock()
+            .map(|m| {
+                let total: u64 = m.values().sum::<u64>().max(1);
+                m.iter()
+                    .map(|(k, v)| format!("{k} {:.0}%", *v as f64 * 100.0 / total as f64))
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            })
+            .unwrap_or_default();
+        format!(
+            "{phase} {el:.0}s {:.0} rps ok {} failed {} | {share}",
+            sent as f64 / el,
+            live.ok.load(Relaxed),
+            live.failed.load(Relaxed)
+        )
+    };
+    if opts.progress && std::io::stderr().is_terminal() {
+        let bar = ProgressBar::new(duration.as_millis() as u64);
+        bar.set_style(
+            ProgressStyle::with_template("{bar:30} {msg}")
+                .unwrap_or_else(|_| ProgressStyle::default_bar()),
+        );
+        let b2 = bar.clone();
+        let task = tokio::spawn(async move {
+            loop {
+                b2.set_position(start.elapsed().as_millis() as u64);
+                b2.set_message(status(&live));
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            }
+        });
+        Ticker {
+            task: Some(task),
+            bar: Some(bar),
+        }
+    } else {
+        let task = tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(Duration::from_secs(5)).await;
+                eprintln!("  {}", status(&live));
+            }
+        });
+        Ticker {
+            task: Some(task),
+            bar: None,
+        }
+    }
+}
+
+/// Runs a scenario or suite file; returns the exit code.
+pub async fn run_file(path: &Path, out: Option<&Path>, opts: &RunOptions) -> u8 {
+    let prepared = match prepare_all(path, opts) {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("{e}");
+            return e.exit_code();
+        }
+    };
+    let single = prepared.len() == 1
+        && matches!(
+            Source::read(path)
+                .ok()
+                .and_then(|s| scenario::load(&s).ok()),
+            Some(Document::Scenario(_))
+        );
+    let base = out.map_or_else(
+        || {
+            PathBuf::from("runs").join(if single {
+                prepared[0].scenario.metadata.name.clone()
+            } else {
+                path.file_stem()
+                    .map_or_else(|| "suite".to_owned(), |s| s.to_string_lossy().into_owned())
+            })
+        },
+        Path::to_path_buf,
+    );
+    let mut runs = Vec::new();
+    for p in &prepared {
+        if opts.cancel.is_cancelled() {
+            break;
+        }
+        let dir = if single {
+            base.clone()
+        } else {
+            base.join(&p.scenario.metadata.name)
+        };
+        match run_prepared(p, opts, &dir).await {
+            Ok(j) => {
+                if !opts.quiet {
+                    eprintln!("{}", crate::output::summary(&j));
+                }
+                let stop = opts.fail_fast && j.status != Verdict::Passed;
+                runs.push(j);
+                if stop {
+                    break;
+                }
+            }
+            Err(e) => {
+                eprintln!("{}: {e}", p.scenario.metadata.name);
+                return e.exit_code();
+            }
+        }
+    }
+    let verdict = if opts.cancel.is_cancelled() {
+        Verdict::Aborted
+    } else {
+        worst(runs.iter().map(|j| j.status))
+    };
+    if !single {
+        if let Err(e) = crate::output::write_suite(&base, &runs, verdict) {
+            eprintln!("{e:#}");
+            return exit::ENVIRONMENT;
+        }
+    }
+    let code = exit_code(verdict);
+    println!(
+        "drill: {} (exit {code}) — {} scenario(s), outputs in {}",
+        verdict.as_str(),
+        runs.len(),
+        base.display()
+    );
+    code
+}
