@@ -1,12 +1,22 @@
-//! The `drill` binary. Its commands (`run`, `audit`, `memo`, `sign`, `cosign`, `verify`, `keygen`,
-//! `mocks`) are not built yet; until they are, it says so and fails rather than exit 0.
+//! The `drill` binary: parses the command line and hands it to the library. The sign-off and
+//! audit commands are built; `run` and `mocks` arrive with the drill issue.
 
 use std::process::ExitCode;
 
+use clap::Parser;
+use drill::signoff_cli::{self, SignoffCommand};
+
+/// Resilience drill for LLM gateways: audit a config, and sign and verify the readiness memo.
+///
+/// Exit codes: 0 ok · 1 findings at or above --fail-on · 2 usage or unreadable input ·
+/// 6 verification failed.
+#[derive(Debug, Parser)]
+#[command(name = "drill", version)]
+struct Cli {
+    #[command(subcommand)]
+    command: SignoffCommand,
+}
+
 fn main() -> ExitCode {
-    eprintln!(
-        "drill {}: no commands are implemented yet (drill run/audit/memo/sign/verify arrive with the drill issues)",
-        env!("CARGO_PKG_VERSION")
-    );
-    ExitCode::from(2)
+    signoff_cli::run(Cli::parse().command)
 }
