@@ -306,7 +306,7 @@ fn view(memo: &Memo) -> View<'_> {
     };
     let mut findings: Vec<&Finding> = memo.findings.iter().collect();
     // Most severe first; the producer's order otherwise (stable sort).
-    findings.sort_by(|a, b| b.severity.cmp(&a.severity));
+    findings.sort_by_key(|f| std::cmp::Reverse(f.severity));
     let count = |s: Severity| memo.findings.iter().filter(|f| f.severity == s).count();
     let phases = memo
         .phases

@@ -185,7 +185,7 @@ pub enum InputError {
 
 /// A loaded input, or the findings of a config the gateway itself refuses.
 pub enum Loaded {
-    Input(AuditInput),
+    Input(Box<AuditInput>),
     /// The gateway's loader rejected the config: every error, as findings.
     Rejected(Vec<Finding>),
 }
@@ -248,7 +248,10 @@ pub fn load(
         }
         Err(e) => {
             return match config::load_str(&text, path, env, &LoadOptions::default()) {
-                Ok(loaded) => Ok(Loaded::Input(from_config(&loaded.config, Vec::new()))),
+                Ok(loaded) => Ok(Loaded::Input(Box::new(from_config(
+                    &loaded.config,
+                    Vec::new(),
+                )))),
                 Err(_) => Err(InputError::Syntax {
                     path: shown,
                     detail: e.to_string(),
@@ -291,7 +294,7 @@ pub fn load(
                 detail: format!("kind is `{}`, expected `{INPUT_KIND}`", input.kind),
             });
         }
-        return Ok(Loaded::Input(input));
+        return Ok(Loaded::Input(Box::new(input)));
     }
     const SECTIONS: &[&str] = &[
         "model_list",
@@ -325,7 +328,10 @@ pub fn load(
         })
         .unwrap_or_default();
     match config::load_str(&text, path, env, &LoadOptions::default()) {
-        Ok(loaded) => Ok(Loaded::Input(from_config(&loaded.config, mcp_servers))),
+        Ok(loaded) => Ok(Loaded::Input(Box::new(from_config(
+            &loaded.config,
+            mcp_servers,
+        )))),
         Err(errors) => Ok(Loaded::Rejected(
             errors.errors.iter().map(finding_from_diagnostic).collect(),
         )),

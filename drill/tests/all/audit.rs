@@ -14,7 +14,7 @@ fn no_env(_: &str) -> Option<String> {
 }
 
 fn findings(path: &Path) -> Vec<Finding> {
-    match audit::load(path, InputFormat::Auto, &no_env).unwrap() {
+    match audit::load(path, InputFormat::Auto, &no_env).expect("fixture loads") {
         Loaded::Input(input) => audit::audit(&input),
         Loaded::Rejected(f) => f,
     }

@@ -10,11 +10,11 @@ fn drill(args: &[&str]) -> Output {
         .args(args)
         .env_remove("SWITCHYARD_AUDIT_FIXTURE_UNSET")
         .output()
-        .unwrap()
+        .expect("drill runs")
 }
 
 fn code(o: &Output) -> i32 {
-    o.status.code().unwrap()
+    o.status.code().expect("exit code")
 }
 
 fn stderr(o: &Output) -> String {

@@ -18,17 +18,17 @@ pub fn memo_fixture() -> PathBuf {
 /// A run directory as `drill run` will leave it: journal, memo data, junit; the memo is
 /// rendered with `drill memo` by the tests that need it.
 pub fn run_dir() -> tempfile::TempDir {
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::copy(memo_fixture(), dir.path().join("memo.json")).unwrap();
+    let dir = tempfile::tempdir().expect("temp dir");
+    std::fs::copy(memo_fixture(), dir.path().join("memo.json")).expect("copy memo.json");
     std::fs::write(
         dir.path().join("journal.json"),
         br#"{"version":1,"scenario":"primary-outage-and-rate-limit","events":[]}"#,
     )
-    .unwrap();
+    .expect("write journal");
     std::fs::write(
         dir.path().join("junit.xml"),
         br#"<testsuites><testsuite name="drill" tests="7" failures="1"/></testsuites>"#,
     )
-    .unwrap();
+    .expect("write junit");
     dir
 }

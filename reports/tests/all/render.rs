@@ -163,6 +163,8 @@ fn one_hour_journal_stays_under_two_megabytes() {
 /// --test all -- --ignored --nocapture render_timing`.
 #[test]
 #[ignore]
+// Wall-clock timing of a synchronous render; no tokio time involved.
+#[allow(clippy::disallowed_types)]
 fn render_timing() {
     let memo = one_hour_memo();
     let start = std::time::Instant::now();

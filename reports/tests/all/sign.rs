@@ -32,13 +32,16 @@ struct Run {
 
 fn run() -> Run {
     let memo = fixture();
-    let Rendered { html, markdown } = render(&memo).unwrap();
+    let Rendered { html, markdown } = render(&memo).expect("fixture renders");
     let mut files = BTreeMap::new();
     files.insert(
         "journal.json".to_owned(),
         br#"{"version":1,"events":[]}"#.to_vec(),
     );
-    files.insert("memo.json".to_owned(), serde_json::to_vec(&memo).unwrap());
+    files.insert(
+        "memo.json".to_owned(),
+        serde_json::to_vec(&memo).expect("memo serializes"),
+    );
     files.insert("memo.html".to_owned(), html.into_bytes());
     files.insert("memo.md".to_owned(), markdown.into_bytes());
     files.insert("junit.xml".to_owned(), b"<testsuites/>".to_vec());
