@@ -157,6 +157,8 @@ fn one_hour_journal_stays_under_two_megabytes() {
         "memo.html is {} bytes",
         r.html.len()
     );
+    // 3,600 s are drawn as 360 buckets of 10 s.
+    assert!(r.html.contains("10 s per point"));
 }
 
 /// Timing printout, not a timed assertion: `cargo test -p switchyard-reports --release
