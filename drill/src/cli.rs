@@ -1,23 +1,25 @@
 //! The `drill` command line (clap structs only). `run` and `mocks` live here; the audit, memo
-//! and signing commands join the same `Command` enum.
+//! and signing commands (`signoff_cli`) are flattened into the same `Command` enum.
 
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
-pub const EXIT_CODES: &str = "\
-Exit codes:
-  0  passed: every check of every phase passed
-  1  failed: a check failed (the gateway does not do what its documentation says)
-  2  inconclusive: a check had fewer samples than its min_samples
-  3  aborted: a stop condition, the deadline or Ctrl-C stopped the run (outputs still written)
-  4  invalid scenario: unknown key, type error or bad reference (file:line: key.path: problem)
-  5  environment error: target unreachable, a port in use, the run dir not writable
-  6  verification failed: a phase is invalid (a fault was never injected), so no verdict";
+/// The top-level help: `run` and the sign-off commands use their exit codes differently.
+pub const TOP_HELP: &str = "\
+Commands and their exit codes:
+  drill run       0 passed, 1 failed, 2 inconclusive, 3 aborted, 4 invalid scenario,
+                  5 environment error, 6 verification failed (see `drill run --help`)
+  drill mocks     serves until Ctrl-C; 4 invalid scenario, 5 environment error
+  drill audit     0 clean, 1 findings at or above --fail-on, 2 unreadable input
+  drill keygen | sign | cosign | memo
+                  0 ok, 2 usage or unreadable input, 6 the run changed since it was signed
+  drill verify    0 verified, 2 unreadable input, 6 a signature, digest or re-render mismatch";
 
-/// Resilience drill for LLM gateways: mock providers, fault phases, verified fallbacks.
+/// Resilience drill for LLM gateways: mock providers, fault phases, verified fallbacks, and a
+/// signed readiness memo.
 #[derive(Debug, Parser)]
-#[command(name = "drill", version, about, after_long_help = EXIT_CODES)]
+#[command(name = "drill", version, about, after_long_help = TOP_HELP)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -45,6 +47,9 @@ pub enum Command {
     /// gateway should use. The control API (`/_mock/faults`, `/_mock/journal`, ...) is served on
     /// every port, which `drill run --target` uses.
     Mocks(MocksArgs),
+    /// Audit, memo and signing commands.
+    #[command(flatten)]
+    Signoff(crate::signoff_cli::SignoffCommand),
 }
 
 const RUN_EXAMPLES: &str = "\
@@ -58,8 +63,13 @@ Outputs (in --out): journal.json (schema_version 1), junit.xml, summary.txt; a s
 directory per scenario plus a combined summary.txt and junit.xml.
 
 Exit codes:
-  0 passed, 1 failed, 2 inconclusive, 3 aborted, 4 invalid scenario, 5 environment error,
-  6 verification failed (a phase is invalid)";
+  0 passed: every check of every phase passed
+  1 failed: a check failed (the gateway does not do what its documentation says)
+  2 inconclusive: a check had fewer samples than its min_samples
+  3 aborted: a stop condition, the deadline or Ctrl-C stopped the run (outputs still written)
+  4 invalid scenario: unknown key, type error or bad reference (file:line: key.path: problem)
+  5 environment error: target unreachable, a port in use, the run dir not writable
+  6 verification failed: a phase is invalid (a fault was never injected), so no verdict";
 
 #[derive(Debug, Args)]
 pub struct RunArgs {

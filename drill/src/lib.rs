@@ -1,7 +1,10 @@
 //! The resilience drill: scenarios (`scenario`), mock providers and the target (`harness`),
 //! load (`load`), the documented chains (`documented`), verdicts from the mock journals
 //! (`verify`), the run journal (`evidence`) and its files (`output`); `run` ties them together.
+//! The static audit of a config (`audit`) and the memo's signing and verification (`signoff`)
+//! serve the sign-off commands.
 
+pub mod audit;
 pub mod cli;
 pub mod documented;
 pub mod evidence;
@@ -10,6 +13,8 @@ pub mod load;
 pub mod output;
 pub mod run;
 pub mod scenario;
+pub mod signoff;
+pub mod signoff_cli;
 pub mod verify;
 
 use std::process::ExitCode;
@@ -22,23 +27,25 @@ use scenario::{Document, Source};
 
 /// Runs the command line; the binary's whole `main`.
 pub fn run(cli: Cli) -> ExitCode {
-    let rt = match tokio::runtime::Builder::new_multi_thread()
+    match cli.command {
+        Command::Run(a) => block_on(run_command(a)),
+        Command::Mocks(a) => block_on(mocks_command(a)),
+        Command::Signoff(c) => signoff_cli::run(c),
+    }
+}
+
+/// Runs an async command on a fresh multi-threaded runtime.
+fn block_on(command: impl std::future::Future<Output = u8>) -> ExitCode {
+    match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
     {
-        Ok(rt) => rt,
+        Ok(rt) => ExitCode::from(rt.block_on(command)),
         Err(e) => {
             eprintln!("drill: cannot start the async runtime: {e}");
-            return ExitCode::from(exit::ENVIRONMENT);
+            ExitCode::from(exit::ENVIRONMENT)
         }
-    };
-    let code = rt.block_on(async move {
-        match cli.command {
-            Command::Run(a) => run_command(a).await,
-            Command::Mocks(a) => mocks_command(a).await,
-        }
-    });
-    ExitCode::from(code)
+    }
 }
 
 async fn run_command(a: RunArgs) -> u8 {
