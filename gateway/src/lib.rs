@@ -12,6 +12,7 @@ pub mod providers;
 pub mod router;
 pub mod run;
 pub mod store;
+pub mod ui;
 
 use std::future::Future;
 use std::ops::Deref;
@@ -153,6 +154,7 @@ pub fn app(state: AppState) -> axum::Router {
     axum::Router::new()
         .merge(proxied)
         .merge(admin::routes(state.clone()))
+        .merge(ui::routes(state.clone()))
         .route("/health/liveliness", get(api::health::liveliness))
         .route("/health/liveness", get(api::health::liveliness))
         .route("/health/readiness", get(api::health::readiness))

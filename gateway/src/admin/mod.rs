@@ -3,7 +3,7 @@
 
 mod keys;
 mod teams;
-mod validate;
+pub(crate) mod validate;
 
 use axum::body::Bytes;
 use axum::extract::{Request, State};

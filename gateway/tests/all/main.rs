@@ -11,3 +11,4 @@ mod providers;
 mod proxy;
 mod spend;
 mod store;
+mod ui;
