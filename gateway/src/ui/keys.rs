@@ -542,7 +542,7 @@ pub async fn save_settings(
     };
     let known = Known::of(&ui.app.config);
     match subject.apply(&ui.app.config, &known, &f) {
-        Ok((_, own)) => {
+        Ok(own) => {
             let patch = KeyPatch {
                 router_settings: Some(own),
                 ..Default::default()
@@ -554,7 +554,8 @@ pub async fn save_settings(
             tracing::info!(public_id = %rec.spec.public_id, "key router settings saved in the admin ui");
             Ok(Redirect::to(&format!("/ui/keys/{id}?done=saved#router-settings")).into_response())
         }
-        Err((draft, err)) => {
+        Err(refused) => {
+            let (draft, err) = *refused;
             let refused = Refused {
                 settings: Some((draft, f.scalars(), err)),
                 ..Default::default()
@@ -612,7 +613,10 @@ pub async fn delete(State(ui): State<UiState>, _admin: Admin, Path(id): Path<Str
     let store = store(&ui)?;
     let rec = find(store.as_ref(), &id).await?;
     store
-        .delete_keys(&Actor::master_key(), &[rec.spec.public_id.clone()])
+        .delete_keys(
+            &Actor::master_key(),
+            std::slice::from_ref(&rec.spec.public_id),
+        )
         .await?;
     ui.app.key_cache.invalidate_all();
     tracing::info!(public_id = %rec.spec.public_id, "key deleted in the admin ui");

@@ -547,13 +547,13 @@ impl Subject<'_> {
     }
 
     /// Checks a submitted form and returns the own layer to save (`None` = inherit all), or
-    /// the first problem found. Nothing is saved here.
+    /// the submitted draft with the first problem found. Nothing is saved here.
     pub fn apply(
         &self,
         config: &Config,
         known: &Known,
         form: &SettingsForm,
-    ) -> Result<(Draft, Option<RouterSettings>), (Draft, FieldError)> {
+    ) -> Result<Option<RouterSettings>, Box<(Draft, FieldError)>> {
         let json = form.fallbacks_json.trim();
         let draft: Draft = if json.is_empty() {
             Draft::default()
@@ -561,17 +561,18 @@ impl Subject<'_> {
             match serde_json::from_str(json) {
                 Ok(d) => d,
                 Err(e) => {
-                    return Err((
+                    return Err(Box::new((
                         Draft::of(self.own),
                         FieldError::new(
                             "settings",
                             format!("the fallback settings could not be read: {e}"),
                         ),
-                    ))
+                    )))
                 }
             }
         };
-        let fail = |field: &str, msg: String| Err((draft.clone(), FieldError::new(field, msg)));
+        let fail =
+            |field: &str, msg: String| Err(Box::new((draft.clone(), FieldError::new(field, msg))));
         let s = form;
         let num_retries = match s.num_retries.trim() {
             "" => None,
@@ -589,7 +590,7 @@ impl Subject<'_> {
             match v.trim() {
                 "" => Ok(None),
                 v => match v.parse::<f64>() {
-                    Ok(n) if n.is_finite() && n >= 0.0 && n <= 86_400.0 => {
+                    Ok(n) if n.is_finite() && (0.0..=86_400.0).contains(&n) => {
                         Ok(Some(Seconds(Duration::from_secs_f64(n))))
                     }
                     _ => Err(FieldError::new(
@@ -601,11 +602,11 @@ impl Subject<'_> {
         };
         let timeout = match seconds("timeout", "the timeout", &s.timeout) {
             Ok(v) => v,
-            Err(e) => return Err((draft, e)),
+            Err(e) => return Err(Box::new((draft, e))),
         };
         let cooldown_time = match seconds("cooldown_time", "the cooldown", &s.cooldown_time) {
             Ok(v) => v,
-            Err(e) => return Err((draft, e)),
+            Err(e) => return Err(Box::new((draft, e))),
         };
         let routing_strategy = match s.routing_strategy.trim() {
             "" => None,
@@ -635,7 +636,7 @@ impl Subject<'_> {
 
         for (field, _, _) in KINDS {
             for r in draft.rules(field).into_iter().flatten() {
-                if r.targets.iter().any(|t| *t == r.group) {
+                if r.targets.contains(&r.group) {
                     return fail(
                         field,
                         format!(
@@ -654,13 +655,11 @@ impl Subject<'_> {
                 .filter(|f| KINDS.iter().any(|(k, _, _)| k == f))
                 .unwrap_or("settings")
                 .to_string();
-            return Err((
-                draft,
-                FieldError {
-                    field,
-                    message: e.message,
-                },
-            ));
+            let error = FieldError {
+                field,
+                message: e.message,
+            };
+            return Err(Box::new((draft, error)));
         }
         if let Some(usable) = &self.usable {
             for (field, target) in draft.targets() {
@@ -680,8 +679,7 @@ impl Subject<'_> {
                 }
             }
         }
-        let own = (rs != RouterSettings::default()).then_some(rs);
-        Ok((draft, own))
+        Ok((rs != RouterSettings::default()).then_some(rs))
     }
 }
 
@@ -809,13 +807,13 @@ mod tests {
             .unwrap_err()
             .1;
         assert!(err.message.contains("may not use"), "{}", err.message);
-        let (_, own) = s
+        let own = s
             .apply(&cfg, &k, &form(r#"{"fallbacks":[{"a":["b"]}]}"#))
             .unwrap();
         assert_eq!(own.unwrap().fallbacks, Some(vec![rule("a", &["b"])]));
-        let (_, own) = s.apply(&cfg, &k, &form(r#"{"fallbacks":null}"#)).unwrap();
+        let own = s.apply(&cfg, &k, &form(r#"{"fallbacks":null}"#)).unwrap();
         assert!(own.is_none(), "all inherited: no own layer");
-        let (_, own) = s.apply(&cfg, &k, &form(r#"{"fallbacks":[]}"#)).unwrap();
+        let own = s.apply(&cfg, &k, &form(r#"{"fallbacks":[]}"#)).unwrap();
         assert_eq!(
             own.unwrap().fallbacks,
             Some(vec![]),
@@ -839,7 +837,7 @@ mod tests {
         let mut f = form("");
         f.timeout = "30".into();
         f.routing_strategy = "least-busy".into();
-        let (_, own) = s.apply(&config(), &known(), &f).unwrap();
+        let own = s.apply(&config(), &known(), &f).unwrap();
         let own = own.unwrap();
         assert_eq!(own.timeout, Some(Seconds(Duration::from_secs(30))));
         assert_eq!(own.routing_strategy, Some(RoutingStrategy::LeastBusy));

@@ -164,7 +164,10 @@ pub async fn list(State(ui): State<UiState>, admin: Admin, Query(q): Query<ListQ
     render_list(&ui, &admin, &q, None).await
 }
 
-fn limits(f: &TeamForm) -> Result<(Option<Usd>, Option<u64>, Option<u64>), FieldError> {
+/// Budget, rpm and tpm from the form.
+type Limits = (Option<Usd>, Option<u64>, Option<u64>);
+
+fn limits(f: &TeamForm) -> Result<Limits, FieldError> {
     Ok((
         dollars(&f.max_budget)?,
         num("rpm_limit", "requests per minute", &f.rpm_limit)?,
@@ -434,7 +437,7 @@ pub async fn save_settings(
     };
     let known = Known::of(&ui.app.config);
     match subject.apply(&ui.app.config, &known, &f) {
-        Ok((_, own)) => {
+        Ok(own) => {
             let patch = TeamPatch {
                 router_settings: Some(own),
                 ..Default::default()
@@ -450,7 +453,8 @@ pub async fn save_settings(
             ))
             .into_response())
         }
-        Err((draft, err)) => {
+        Err(refused) => {
+            let (draft, err) = *refused;
             let refused = Refused {
                 settings: Some((draft, f.scalars(), err)),
                 ..Default::default()
