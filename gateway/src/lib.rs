@@ -11,6 +11,7 @@ pub mod metrics;
 pub mod providers;
 pub mod router;
 pub mod run;
+pub mod state;
 pub mod store;
 pub mod ui;
 

@@ -15,6 +15,15 @@ fn env_lookup(name: &str) -> Option<String> {
 pub async fn run(cli: Cli) -> ExitCode {
     match cli.command {
         Some(Command::Config(ConfigCommand::Validate { file, strict })) => validate(&file, strict),
+        Some(Command::Config(ConfigCommand::Export(args))) => {
+            state_cli::finish(state_cli::export(args, &env_lookup).await)
+        }
+        Some(Command::Config(ConfigCommand::Import(args))) => {
+            state_cli::finish(state_cli::import(args, &env_lookup).await)
+        }
+        Some(Command::Config(ConfigCommand::Diff(args))) => {
+            state_cli::finish(state_cli::diff(args).await)
+        }
         Some(Command::Serve(args)) => serve(args).await,
         None => serve(cli.serve).await,
     }
@@ -56,7 +65,7 @@ async fn serve(args: ServeArgs) -> ExitCode {
         eprintln!("error: no config to serve\nhint: pass --config FILE (a LiteLLM-compatible config.yaml)");
         return ExitCode::from(2);
     };
-    let loaded = match config::load_file(
+    let mut loaded = match config::load_file(
         path,
         &env_lookup,
         &LoadOptions {
@@ -79,6 +88,10 @@ async fn serve(args: ServeArgs) -> ExitCode {
         tracing::warn!(
             "no master key configured: the proxy routes are open to anyone who can reach them"
         );
+    }
+    // The environment's salt key wins over the file's, for the store and for export secrets.
+    if let Some(salt) = env_lookup("SWITCHYARD_SALT_KEY").filter(|s| !s.is_empty()) {
+        loaded.config.general_settings.salt_key = Some(salt.into());
     }
     let grace = args
         .grace
@@ -164,6 +177,8 @@ async fn open_store(
         }
     }
 }
+
+mod state_cli;
 
 /// Resolves on SIGINT or SIGTERM.
 async fn shutdown_signal() {

@@ -1,7 +1,8 @@
-//! The admin API (LiteLLM paths): virtual keys and teams. Master key only; every change
+//! The admin API (LiteLLM paths): virtual keys, teams, and state export/import. Master key only; every change
 //! invalidates the key cache so it takes effect on the next request.
 
 mod keys;
+mod state;
 mod teams;
 pub(crate) mod validate;
 
@@ -37,6 +38,8 @@ pub fn routes(state: AppState) -> axum::Router<AppState> {
         .route("/team/list", get(teams::list))
         .route("/team/member_add", post(teams::member_add))
         .route("/team/member_delete", post(teams::member_delete))
+        .route("/config/export", get(state::export))
+        .route("/config/import", post(state::import))
         .route_layer(middleware::from_fn_with_state(state, require_master))
 }
 

@@ -6,16 +6,46 @@ use std::collections::{BTreeMap, BTreeSet};
 use crate::config::{Config, FallbackRule, RouterSettings};
 use crate::error::ApiError;
 
-/// Every name a fallback or alias may point at: model groups and deployment ids.
-fn known(config: &Config) -> (BTreeSet<String>, BTreeSet<String>) {
-    let groups: BTreeSet<String> = config.group_names().into_iter().map(String::from).collect();
-    let deployments = config
-        .model_list
-        .iter()
-        .map(|d| d.id.0.clone())
-        .chain(config.unserved.iter().map(|u| u.id.0.clone()))
-        .collect();
-    (groups, deployments)
+/// Every name a fallback or alias may point at: model groups, deployment ids and the
+/// config's global model group aliases.
+#[derive(Clone, Debug, Default)]
+pub struct KnownTargets {
+    pub groups: BTreeSet<String>,
+    pub deployments: BTreeSet<String>,
+    pub config_aliases: BTreeSet<String>,
+}
+
+impl KnownTargets {
+    /// What the config file serves.
+    pub fn of(config: &Config) -> Self {
+        let groups = config.group_names().into_iter().map(String::from).collect();
+        let deployments = config
+            .model_list
+            .iter()
+            .map(|d| d.id.0.clone())
+            .chain(config.unserved.iter().map(|u| u.id.0.clone()))
+            .collect();
+        let config_aliases = config
+            .router_settings
+            .model_group_alias
+            .iter()
+            .flat_map(|m| m.keys().cloned())
+            .collect();
+        KnownTargets {
+            groups,
+            deployments,
+            config_aliases,
+        }
+    }
+
+    /// Adds runtime models: `(model group, deployment id)` pairs.
+    pub fn with_models<'a>(mut self, models: impl IntoIterator<Item = (&'a str, &'a str)>) -> Self {
+        for (group, id) in models {
+            self.groups.insert(group.to_owned());
+            self.deployments.insert(id.to_owned());
+        }
+        self
+    }
 }
 
 fn unknown(field: &str, name: &str, groups: &BTreeSet<String>) -> ApiError {
@@ -29,18 +59,20 @@ fn unknown(field: &str, name: &str, groups: &BTreeSet<String>) -> ApiError {
 
 /// Refuses `settings` (of a key or team) naming unknown groups or forming a fallback cycle.
 pub fn router_settings(config: &Config, settings: &RouterSettings) -> Result<(), ApiError> {
-    let (groups, deployments) = known(config);
+    router_settings_known(&KnownTargets::of(config), settings)
+}
+
+/// [`router_settings`] against an explicit set of targets (an import adds runtime models).
+pub fn router_settings_known(
+    known: &KnownTargets,
+    settings: &RouterSettings,
+) -> Result<(), ApiError> {
+    let (groups, deployments) = (&known.groups, &known.deployments);
     let aliases: BTreeSet<&str> = settings
         .model_group_alias
         .iter()
         .flat_map(|m| m.keys().map(String::as_str))
-        .chain(
-            config
-                .router_settings
-                .model_group_alias
-                .iter()
-                .flat_map(|m| m.keys().map(String::as_str)),
-        )
+        .chain(known.config_aliases.iter().map(String::as_str))
         .collect();
     let is_known = |n: &str| groups.contains(n) || deployments.contains(n) || aliases.contains(n);
     let lists: [(&str, &Option<Vec<FallbackRule>>); 3] = [
@@ -59,11 +91,11 @@ pub fn router_settings(config: &Config, settings: &RouterSettings) -> Result<(),
         let mut edges: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
         for r in rules {
             if r.group != "*" && !is_known(&r.group) {
-                return Err(unknown(field, &r.group, &groups));
+                return Err(unknown(field, &r.group, groups));
             }
             for t in &r.targets {
                 if !is_known(t) {
-                    return Err(unknown(field, t, &groups));
+                    return Err(unknown(field, t, groups));
                 }
                 edges.entry(r.group.as_str()).or_default().push(t.as_str());
             }
@@ -78,7 +110,7 @@ pub fn router_settings(config: &Config, settings: &RouterSettings) -> Result<(),
     }
     for t in settings.default_fallbacks.iter().flatten() {
         if !is_known(t) {
-            return Err(unknown("router_settings.default_fallbacks", t, &groups));
+            return Err(unknown("router_settings.default_fallbacks", t, groups));
         }
     }
     for target in settings.model_group_alias.iter().flat_map(|m| m.values()) {
@@ -86,7 +118,7 @@ pub fn router_settings(config: &Config, settings: &RouterSettings) -> Result<(),
             return Err(unknown(
                 "router_settings.model_group_alias",
                 target.target(),
-                &groups,
+                groups,
             ));
         }
     }
@@ -95,10 +127,17 @@ pub fn router_settings(config: &Config, settings: &RouterSettings) -> Result<(),
 
 /// A key's `aliases` map must point at known groups.
 pub fn key_aliases(config: &Config, aliases: &BTreeMap<String, String>) -> Result<(), ApiError> {
-    let (groups, _) = known(config);
+    key_aliases_known(&KnownTargets::of(config), aliases)
+}
+
+/// [`key_aliases`] against an explicit set of targets.
+pub fn key_aliases_known(
+    known: &KnownTargets,
+    aliases: &BTreeMap<String, String>,
+) -> Result<(), ApiError> {
     for target in aliases.values() {
-        if !groups.contains(target) {
-            return Err(unknown("aliases", target, &groups));
+        if !known.groups.contains(target) {
+            return Err(unknown("aliases", target, &known.groups));
         }
     }
     Ok(())

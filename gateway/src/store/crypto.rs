@@ -56,6 +56,8 @@ pub struct SealError;
 #[derive(Clone)]
 pub struct SecretCipher {
     aead: XChaCha20Poly1305,
+    /// Keys the synthetic nonces of [`SecretCipher::seal_deterministic`].
+    nonce_key: [u8; 32],
     purpose: SealPurpose,
 }
 
@@ -84,7 +86,15 @@ impl SecretCipher {
             .map_err(|_| StoreError::invalid("SWITCHYARD_SALT_KEY", "key derivation failed"))?;
         let aead = XChaCha20Poly1305::new((&okm).into());
         okm.fill(0);
-        Ok(SecretCipher { aead, purpose })
+        let mut nonce_key = [0u8; 32];
+        Hkdf::<Sha256>::new(Some(HKDF_SALT), ikm)
+            .expand(&[purpose.info(), b" nonce"].concat(), &mut nonce_key)
+            .map_err(|_| StoreError::invalid("SWITCHYARD_SALT_KEY", "key derivation failed"))?;
+        Ok(SecretCipher {
+            aead,
+            nonce_key,
+            purpose,
+        })
     }
 
     /// The cipher the store uses for credential values.
@@ -107,6 +117,35 @@ impl SecretCipher {
         let mut out = Vec::with_capacity(1 + NONCE_LEN + ciphertext.len());
         out.push(FORMAT_V1);
         out.extend_from_slice(&nonce);
+        out.extend_from_slice(&ciphertext);
+        Ok(out)
+    }
+
+    /// Seals `plaintext` with a nonce derived from a keyed hash of `context` and `plaintext`
+    /// (SIV-style): sealing the same value twice gives the same bytes, so two exports of
+    /// unchanged state are byte-identical. It reveals only that two sealed values under the
+    /// same context are equal. Opens with [`open`](Self::open).
+    pub fn seal_deterministic(
+        &self,
+        context: &[u8],
+        plaintext: &[u8],
+    ) -> Result<Vec<u8>, SealError> {
+        use sha2::Digest;
+        let mut h = Sha256::new();
+        h.update(self.nonce_key);
+        h.update((context.len() as u64).to_be_bytes());
+        h.update(context);
+        h.update(plaintext);
+        let digest = h.finalize();
+        let nonce = XNonce::from_slice(&digest[..NONCE_LEN]);
+        let payload = Payload {
+            msg: plaintext,
+            aad: context,
+        };
+        let ciphertext = self.aead.encrypt(nonce, payload).map_err(|_| SealError)?;
+        let mut out = Vec::with_capacity(1 + NONCE_LEN + ciphertext.len());
+        out.push(FORMAT_V1);
+        out.extend_from_slice(nonce);
         out.extend_from_slice(&ciphertext);
         Ok(out)
     }
@@ -165,6 +204,19 @@ mod tests {
         tampered[last] ^= 1;
         assert_eq!(c.open(b"ctx", &tampered), Err(OpenError));
         assert_eq!(c.open(b"ctx", &sealed[..10]), Err(OpenError));
+    }
+
+    #[test]
+    fn deterministic_seal_is_stable_and_opens() {
+        let c = SecretCipher::derive(&salt("s"), SealPurpose::ExportSecrets).unwrap();
+        let a = c.seal_deterministic(b"ctx", b"value").unwrap();
+        assert_eq!(a, c.seal_deterministic(b"ctx", b"value").unwrap());
+        assert_ne!(a, c.seal_deterministic(b"ctx2", b"value").unwrap());
+        assert_ne!(a, c.seal_deterministic(b"ctx", b"value2").unwrap());
+        assert_eq!(c.open(b"ctx", &a).unwrap(), b"value");
+        let other = SecretCipher::derive(&salt("t"), SealPurpose::ExportSecrets).unwrap();
+        assert_ne!(a, other.seal_deterministic(b"ctx", b"value").unwrap());
+        assert_eq!(other.open(b"ctx", &a), Err(OpenError));
     }
 
     #[test]

@@ -10,5 +10,6 @@ mod keys;
 mod providers;
 mod proxy;
 mod spend;
+mod state;
 mod store;
 mod ui;
