@@ -8,6 +8,7 @@ mod models;
 mod session;
 mod settings;
 mod teams;
+mod transfer;
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, LazyLock};
@@ -31,6 +32,8 @@ use session::{is_tls, set_cookie_header, Session, Sessions};
 
 /// Form posts are small; this bounds what the CSRF check buffers (1 MiB).
 const MAX_FORM_BYTES: usize = 1024 * 1024;
+/// Import forms carry a whole state document, urlencoded (up to 3 bytes per byte).
+const MAX_IMPORT_FORM_BYTES: usize = 3 * crate::state::DEFAULT_MAX_BYTES;
 /// Rows per page on the keys and teams lists.
 pub const PAGE_SIZE: u32 = 25;
 
@@ -51,6 +54,8 @@ static TEMPLATES: LazyLock<Result<Tera, String>> = LazyLock::new(|| {
         ("teams.html", include_str!("templates/teams.html")),
         ("team.html", include_str!("templates/team.html")),
         ("models.html", include_str!("templates/models.html")),
+        ("transfer.html", include_str!("templates/transfer.html")),
+        ("plan.html", include_str!("templates/plan.html")),
     ])
     .map_err(|e| format!("{e:?}"))?;
     // Autoescape is on for `.html` by default; say so, so nobody turns it off by accident.
@@ -90,6 +95,10 @@ pub fn routes<S: Clone + Send + Sync + 'static>(state: AppState) -> axum::Router
         .route("/ui/teams/{id}/settings", post(teams::save_settings))
         .route("/ui/teams/{id}/delete", post(teams::delete))
         .route("/ui/models", get(models::page_route))
+        .route("/ui/state", get(transfer::page_route))
+        .route("/ui/state/export", get(transfer::export))
+        .route("/ui/state/plan", post(transfer::plan))
+        .route("/ui/state/apply", post(transfer::apply))
         .layer(middleware::from_fn_with_state(ui.clone(), guard))
         .with_state(ui)
 }
@@ -108,7 +117,12 @@ async fn guard(State(ui): State<UiState>, req: Request, next: Next) -> Response 
             return Redirect::to("/ui/login").into_response();
         };
         let (parts, body) = req.into_parts();
-        let Ok(bytes) = axum::body::to_bytes(body, MAX_FORM_BYTES).await else {
+        let limit = if parts.uri.path().starts_with("/ui/state/") {
+            MAX_IMPORT_FORM_BYTES
+        } else {
+            MAX_FORM_BYTES
+        };
+        let Ok(bytes) = axum::body::to_bytes(body, limit).await else {
             return plain(StatusCode::PAYLOAD_TOO_LARGE, "form too large");
         };
         let header_token = parts
@@ -295,6 +309,7 @@ impl Flash {
             "unblocked" => "Key unblocked.",
             "deleted" => "Deleted.",
             "created" => "Created.",
+            "imported" => "Imported: the plan was applied in one transaction.",
             _ => return None,
         })
     }

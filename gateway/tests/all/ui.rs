@@ -430,13 +430,26 @@ async fn browser() -> Option<Browser> {
 
 use fantoccini::Locator::Css;
 
+/// Waits (bounded) for the element, so a click that navigates has landed before reading.
 async fn text(c: &fantoccini::Client, css: &str) -> String {
-    c.find(Css(css))
+    c.wait()
+        .at_most(Duration::from_secs(20))
+        .for_element(Css(css))
         .await
         .unwrap_or_else(|e| panic!("{css}: {e}"))
         .text()
         .await
         .unwrap()
+}
+
+/// Waits (bounded) for the confirmation line containing `needle` after a form post.
+async fn flash(c: &fantoccini::Client, needle: &str) {
+    let xpath = format!("//p[contains(@class, 'flash')][contains(., '{needle}')]");
+    c.wait()
+        .at_most(Duration::from_secs(20))
+        .for_element(fantoccini::Locator::XPath(&xpath))
+        .await
+        .unwrap_or_else(|e| panic!("no confirmation {needle:?}: {e}"));
 }
 
 async fn click(c: &fantoccini::Client, css: &str) {
@@ -460,6 +473,7 @@ async fn fill(c: &fantoccini::Client, css: &str, value: &str) {
 /// Targets of group `a`'s effective general chain and the source badge, as shown.
 async fn effective_a(c: &fantoccini::Client) -> (Vec<String>, String) {
     let row = r#"#kind-fallbacks table.chains tr[data-group="a"]"#;
+    let badge = text(c, &format!("{row} .badge")).await;
     let mut names = Vec::new();
     for t in c
         .find_all(Css(&format!("{row} .chain .target")))
@@ -468,7 +482,7 @@ async fn effective_a(c: &fantoccini::Client) -> (Vec<String>, String) {
     {
         names.push(t.text().await.unwrap());
     }
-    (names, text(c, &format!("{row} .badge")).await)
+    (names, badge)
 }
 
 async fn shot(c: &fantoccini::Client, name: &str) {
@@ -500,14 +514,14 @@ async fn fallback_editor_in_headless_chromium() {
         assert!(text(c, "#login-error").await.contains("not the master key"));
         fill(c, "#master_key", MASTER).await;
         click(c, "form button[type=submit]").await;
-        assert!(c.current_url().await.unwrap().path().ends_with("/ui/keys"));
+        text(c, "#keys-table").await;
 
         // A team whose general fallbacks send `a` to `b`.
         c.goto(&format!("{}/ui/teams", gw.url)).await.unwrap();
         fill(c, "#f-team_id", "platform").await;
         fill(c, "#f-team_alias", "Platform").await;
         click(c, "#create-team button[type=submit]").await;
-        assert!(text(c, ".flash").await.contains("Created"));
+        flash(c, "Created").await;
         click(c, r#"#kind-fallbacks [data-action="override"]"#).await;
         fill(c, "#add-fallbacks-a", "b").await;
         click(
@@ -516,7 +530,7 @@ async fn fallback_editor_in_headless_chromium() {
         )
         .await;
         click(c, "#save-settings").await;
-        assert!(text(c, ".flash").await.contains("Saved"));
+        flash(c, "Saved").await;
         assert_eq!(effective_a(c).await, (vec!["b".to_string()], "team".into()));
 
         // A key in that team; its secret is shown once.
@@ -530,7 +544,9 @@ async fn fallback_editor_in_headless_chromium() {
             .unwrap();
         click(c, "#create-key button[type=submit]").await;
         let secret = c
-            .find(Css("#new-secret"))
+            .wait()
+            .at_most(Duration::from_secs(20))
+            .for_element(Css("#new-secret"))
             .await
             .unwrap()
             .prop("value")
@@ -574,7 +590,7 @@ async fn fallback_editor_in_headless_chromium() {
         );
         shot(c, "key-fallback-editor.png").await;
         click(c, "#save-settings").await;
-        assert!(text(c, ".flash").await.contains("Saved"));
+        flash(c, "Saved").await;
         assert_eq!(
             effective_a(c).await,
             (vec!["c".to_string(), "b".to_string()], "key".into())
@@ -626,7 +642,7 @@ async fn fallback_editor_in_headless_chromium() {
         // Clear the override: the team's chain again.
         click(c, r#"#kind-fallbacks [data-action="inherit"]"#).await;
         click(c, "#save-settings").await;
-        assert!(text(c, ".flash").await.contains("Saved"));
+        flash(c, "Saved").await;
         assert_eq!(effective_a(c).await, (vec!["b".to_string()], "team".into()));
         assert_eq!(
             key_fallbacks(gw, "checkout").await,
@@ -647,4 +663,126 @@ async fn fallback_editor_in_headless_chromium() {
         .await
         .expect("browser test finished within 180 s");
     b.client.close().await.unwrap();
+}
+
+async fn browser_sign_in(c: &fantoccini::Client, gw: &Gateway) {
+    c.goto(&format!("{}/ui/login", gw.url)).await.unwrap();
+    fill(c, "#master_key", MASTER).await;
+    click(c, "form button[type=submit]").await;
+    text(c, "#keys-table").await;
+}
+
+#[tokio::test]
+async fn export_from_one_gateway_and_import_into_another_in_headless_chromium() {
+    let Some(b) = browser().await else { return };
+    let source = fixture(store::connect("sqlite::memory:").await.unwrap()).await;
+    let target = fixture(store::connect("sqlite::memory:").await.unwrap()).await;
+    let (s, v) = crate::keys::admin_post(
+        &source.gw,
+        "/team/new",
+        MASTER,
+        json!({"team_id": "platform", "router_settings": {"fallbacks": [{"a": ["b"]}]}}),
+    )
+    .await;
+    assert_eq!(s, 200, "{v}");
+    let secret = generate(
+        &source.gw,
+        json!({"key_alias": "checkout", "team_id": "platform",
+               "router_settings": {"fallbacks": [{"a": ["c", "b"]}]}}),
+    )
+    .await;
+    let (_, info) = admin_get(&source.gw, "/key/info?key_alias=checkout", MASTER).await;
+    let public_id = info["info"]["public_id"].as_str().unwrap().to_string();
+    let c = &b.client;
+    let run = async {
+        browser_sign_in(c, &source.gw).await;
+        c.goto(&format!("{}/ui/state", source.gw.url))
+            .await
+            .unwrap();
+        // The export form's URL, fetched by the page itself (a download would leave the page).
+        let doc = c
+            .execute_async(
+                "const done = arguments[arguments.length - 1];
+                 const f = document.querySelector('#export form');
+                 const q = new URLSearchParams(new FormData(f)).toString();
+                 fetch(f.action + '?' + q).then(r => r.text()).then(done);",
+                vec![],
+            )
+            .await
+            .unwrap();
+        let doc = doc.as_str().unwrap().to_string();
+        assert!(
+            doc.contains("schema_version: 1") && doc.contains("checkout"),
+            "{doc}"
+        );
+        assert!(!doc.contains(&secret), "the export holds no key secret");
+
+        browser_sign_in(c, &target.gw).await;
+        c.goto(&format!("{}/ui/state", target.gw.url))
+            .await
+            .unwrap();
+        c.execute(
+            "document.getElementById('import-document').value = arguments[0]",
+            vec![json!(doc)],
+        )
+        .await
+        .unwrap();
+        click(c, "#import-form button[type=submit]").await;
+        let main = text(c, "main").await;
+        assert!(main.contains("Import plan"), "{main}");
+        let summary = text(c, "#plan-summary").await;
+        assert!(summary.contains("0 conflict"), "{summary}");
+        let table = text(c, "#plan-table").await;
+        assert!(
+            table.contains(&public_id) && table.contains("platform"),
+            "{table}"
+        );
+        assert!(table.contains("create"), "{table}");
+        shot(c, "import-plan.png").await;
+        click(c, "#apply-import").await;
+        flash(c, "Imported").await;
+
+        // Importing the same document again plans nothing.
+        c.execute(
+            "document.getElementById('import-document').value = arguments[0]",
+            vec![json!(doc)],
+        )
+        .await
+        .unwrap();
+        click(c, "#import-form button[type=submit]").await;
+        assert!(!c
+            .find(Css("#apply-import"))
+            .await
+            .unwrap()
+            .is_enabled()
+            .await
+            .unwrap());
+    };
+    tokio::time::timeout(Duration::from_secs(180), run)
+        .await
+        .expect("browser test finished within 180 s");
+    b.client.close().await.unwrap();
+
+    // Same key and team on both sides, and the key works on the target.
+    for path in [
+        "/key/info?key_alias=checkout",
+        "/team/info?team_id=platform",
+    ] {
+        let (_, a) = admin_get(&source.gw, path, MASTER).await;
+        let (s, b) = admin_get(&target.gw, path, MASTER).await;
+        assert_eq!(s, 200, "{path}: {b}");
+        if path.starts_with("/key") {
+            assert_eq!(
+                a["effective_router_settings"],
+                b["effective_router_settings"]
+            );
+            assert_eq!(a["key"], b["key"], "same token hash");
+        } else {
+            assert_eq!(
+                a["team_info"]["router_settings"], b["team_info"]["router_settings"],
+                "{a} {b}"
+            );
+        }
+    }
+    assert_eq!(chat(&target.gw, &secret, "a").await, (200, "from c".into()));
 }

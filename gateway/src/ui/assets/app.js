@@ -18,6 +18,16 @@
     });
   });
 
+  document.querySelectorAll('input[type=file][data-load-into]').forEach(function (input) {
+    input.addEventListener('change', function () {
+      var file = input.files && input.files[0];
+      if (!file) { return; }
+      file.text().then(function (text) {
+        document.getElementById(input.getAttribute('data-load-into')).value = text;
+      });
+    });
+  });
+
   var root = document.getElementById('fallback-editor');
   if (!root) { return; }
   var cfg = JSON.parse(root.getAttribute('data-editor'));
