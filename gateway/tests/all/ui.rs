@@ -315,24 +315,40 @@ async fn key_search_and_paging_happen_on_the_server() {
     assert!(second.contains("Page 2 of 2"));
 }
 
-/// 10,000 keys: the list page, a search and a key page, timed once. Run by hand:
-/// `cargo test -p switchyard --release --test all ui::pages_with_10000_keys -- --ignored --nocapture`
+/// 10,000 keys, all in one team: the list page, a far page, a search, a key page and the team
+/// page, timed once. Run by hand:
+/// `cargo test -p switchyard --test all ui::pages_with_10000_keys -- --ignored --nocapture`
 #[tokio::test]
 #[ignore = "a measurement: inserts 10,000 keys"]
 async fn pages_with_10000_keys() {
-    use switchyard::store::{keys as keygen, Actor, KeySpec};
+    use switchyard::store::{keys as keygen, Actor, KeySpec, TeamSpec};
     let store = store::connect("sqlite::memory:").await.unwrap();
+    store
+        .create_team(&Actor::master_key(), &TeamSpec::new("big"))
+        .await
+        .unwrap();
+    let mut last = None;
     for i in 0..10_000 {
         let m = keygen::generate(&keygen::KeyPrefix::default());
-        let mut spec = KeySpec::new(m.public_id, m.hash);
+        let mut spec = KeySpec::new(m.public_id.clone(), m.hash);
         spec.key_alias = Some(format!("key-{i:05}"));
+        spec.team_id = Some("big".into());
         store.insert_key(&Actor::master_key(), &spec).await.unwrap();
+        last = Some(m.public_id);
     }
     let f = fixture(store).await;
     let s = sign_in(&f.gw).await;
-    for path in ["/ui/keys", "/ui/keys?page=200", "/ui/keys?q=key-0999"] {
+    let key_page = format!("/ui/keys/{}", last.unwrap().as_str());
+    for path in [
+        "/ui/keys",
+        "/ui/keys?page=400",
+        "/ui/keys?q=key-0999",
+        key_page.as_str(),
+        "/ui/teams/big",
+    ] {
         let t = tokio::time::Instant::now();
         let (status, _) = s.get(path).await;
+        assert_eq!(status, 200, "{path}");
         println!("{path}: {status} in {:?}", t.elapsed());
     }
 }
