@@ -44,6 +44,20 @@ struct RuntimeRow {
     api_base: Option<String>,
 }
 
+/// An upstream URL without `user:password@`: credentials sometimes ride in the URL.
+fn without_userinfo(url: &str) -> String {
+    match url.split_once("://") {
+        Some((scheme, rest)) => {
+            let end = rest.find('/').unwrap_or(rest.len());
+            match rest[..end].rfind('@') {
+                Some(at) => format!("{scheme}://…@{}", &rest[at + 1..]),
+                None => url.to_string(),
+            }
+        }
+        None => url.to_string(),
+    }
+}
+
 pub async fn page_handler(ui: &UiState, admin: &Admin) -> UiResult {
     let now = Instant::now();
     let mut groups: BTreeMap<String, Vec<DeploymentRow>> = BTreeMap::new();
@@ -58,7 +72,7 @@ pub async fn page_handler(ui: &UiState, admin: &Admin) -> UiResult {
                 id: dep.id.0.clone(),
                 provider: dep.provider.as_str(),
                 upstream_model: dep.upstream_model.clone(),
-                api_base: dep.api_base.clone(),
+                api_base: dep.api_base.as_deref().map(without_userinfo),
                 api_key_set: dep.api_key.is_some(),
                 rpm: dep.rpm,
                 tpm: dep.tpm,
@@ -100,7 +114,7 @@ pub async fn page_handler(ui: &UiState, admin: &Admin) -> UiResult {
                     group: m.spec.model_name.clone(),
                     credential: m.spec.credential_name.clone(),
                     model: s("model"),
-                    api_base: s("api_base"),
+                    api_base: s("api_base").as_deref().map(without_userinfo),
                 }
             })
             .collect(),
@@ -130,4 +144,22 @@ pub async fn page_handler(ui: &UiState, admin: &Admin) -> UiResult {
 
 pub async fn page_route(State(ui): State<UiState>, admin: Admin) -> UiResult {
     page_handler(&ui, &admin).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::without_userinfo;
+
+    #[test]
+    fn credentials_in_upstream_urls_are_hidden() {
+        assert_eq!(
+            without_userinfo("https://user:pw@api.example/v1"),
+            "https://…@api.example/v1"
+        );
+        assert_eq!(
+            without_userinfo("http://127.0.0.1:9101/v1"),
+            "http://127.0.0.1:9101/v1"
+        );
+        assert_eq!(without_userinfo("http://h/p@q"), "http://h/p@q");
+    }
 }
