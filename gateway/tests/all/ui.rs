@@ -391,7 +391,9 @@ async fn browser() -> Option<Browser> {
         if std::env::var("CI").is_ok_and(|v| v == "true" || v == "1") {
             panic!("{msg}");
         }
-        eprintln!("SKIPPED ui browser test: {msg}");
+        // Straight to stderr, past the test harness's capture, so the skip is seen.
+        use std::io::Write;
+        let _ = writeln!(std::io::stderr(), "SKIPPED ui browser test: {msg}");
         return None;
     };
     // Debian's /usr/bin/chromium is a wrapper script; hand chromedriver the real binary.
