@@ -13,6 +13,7 @@ pub mod router;
 pub mod run;
 pub mod state;
 pub mod store;
+pub mod ui;
 
 use std::future::Future;
 use std::ops::Deref;
@@ -154,6 +155,7 @@ pub fn app(state: AppState) -> axum::Router {
     axum::Router::new()
         .merge(proxied)
         .merge(admin::routes(state.clone()))
+        .merge(ui::routes(state.clone()))
         .route("/health/liveliness", get(api::health::liveliness))
         .route("/health/liveness", get(api::health::liveliness))
         .route("/health/readiness", get(api::health::readiness))

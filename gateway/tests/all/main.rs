@@ -15,3 +15,4 @@ mod proxy;
 mod spend;
 mod state;
 mod store;
+mod ui;

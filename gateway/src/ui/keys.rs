@@ -1,0 +1,626 @@
+//! Virtual key pages: the searchable, paged list with the create form; the key page with its
+//! details, actions (edit, block, regenerate, delete) and the router settings editor. A new
+//! or regenerated key's secret is rendered once, on the response to that POST, and never again.
+
+use axum::extract::{Path, Query, State};
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::Form;
+use chrono::{DateTime, Utc};
+use secrecy::ExposeSecret;
+use serde::{Deserialize, Serialize};
+use tera::Context;
+
+use super::settings::{Draft, FieldError, Known, ScalarForm, SettingsForm, Subject};
+use super::{names, page, render, store, Admin, Flash, UiError, UiResult, UiState, PAGE_SIZE};
+use crate::error::ApiError;
+use crate::keys::effective::Source;
+use crate::store::keys::{self as keygen, KeyPrefix, PublicId};
+use crate::store::{
+    self as st, parse_budget_duration, Actor, KeyFilter, KeyPatch, KeyRecord, KeySpec, KeyStatus,
+    Page, Store, Team, TeamFilter, Usd,
+};
+
+#[derive(Debug, Default, Deserialize)]
+pub struct ListQuery {
+    #[serde(default)]
+    q: Option<String>,
+    #[serde(default)]
+    page: Option<u64>,
+    #[serde(default)]
+    done: Option<String>,
+}
+
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+pub struct KeyForm {
+    #[serde(default)]
+    key_alias: String,
+    #[serde(default)]
+    team_id: String,
+    #[serde(default)]
+    models: String,
+    #[serde(default)]
+    max_budget: String,
+    #[serde(default)]
+    rpm_limit: String,
+    #[serde(default)]
+    tpm_limit: String,
+    #[serde(default)]
+    max_parallel_requests: String,
+    /// `30d`, `12h`, ...; on edit, empty keeps the expiry and `never` removes it.
+    #[serde(default)]
+    expires_in: String,
+}
+
+/// A key as the pages show it. Never the secret; the hash is not shown either.
+#[derive(Debug, Serialize)]
+pub struct KeyRow {
+    id: String,
+    name: String,
+    alias: Option<String>,
+    team_id: Option<String>,
+    /// `team_id` percent-encoded for links.
+    team_path: Option<String>,
+    team_label: Option<String>,
+    models: Vec<String>,
+    spend: String,
+    max_budget: Option<String>,
+    rpm_limit: Option<u64>,
+    tpm_limit: Option<u64>,
+    max_parallel_requests: Option<u64>,
+    status: &'static str,
+    expires: Option<String>,
+    created: String,
+    overrides: bool,
+}
+
+fn date(t: DateTime<Utc>) -> String {
+    t.format("%Y-%m-%d %H:%M UTC").to_string()
+}
+
+fn row(r: &KeyRecord, team: Option<&Team>) -> KeyRow {
+    let s = &r.spec;
+    KeyRow {
+        id: s.public_id.as_str().to_string(),
+        name: keygen::display_name(&KeyPrefix::default(), &s.public_id),
+        alias: s.key_alias.clone(),
+        team_id: s.team_id.clone(),
+        team_path: s.team_id.as_deref().map(super::teams::urlencode),
+        team_label: team.map(|t| t.spec.team_alias.clone().unwrap_or(t.spec.team_id.clone())),
+        models: s.models.clone(),
+        spend: r.spend.to_string(),
+        max_budget: s.max_budget.map(|b| b.to_string()),
+        rpm_limit: s.rpm_limit,
+        tpm_limit: s.tpm_limit,
+        max_parallel_requests: s.max_parallel_requests,
+        status: match r.status(st::now()) {
+            KeyStatus::Active => "active",
+            KeyStatus::Blocked => "blocked",
+            KeyStatus::Expired => "expired",
+        },
+        expires: s.expires_at.map(date),
+        created: date(r.created_at),
+        overrides: s.router_settings.is_some(),
+    }
+}
+
+fn bad(field: &str, message: impl Into<String>) -> FieldError {
+    FieldError {
+        field: field.to_string(),
+        message: message.into(),
+    }
+}
+
+fn num(field: &str, label: &str, v: &str) -> Result<Option<u64>, FieldError> {
+    match v.trim() {
+        "" => Ok(None),
+        v => v
+            .parse()
+            .map(Some)
+            .map_err(|_| bad(field, format!("{label} must be a whole number, not {v:?}"))),
+    }
+}
+
+fn dollars(v: &str) -> Result<Option<Usd>, FieldError> {
+    match v.trim().trim_start_matches('$') {
+        "" => Ok(None),
+        v => v
+            .parse::<f64>()
+            .ok()
+            .filter(|d| *d >= 0.0)
+            .and_then(Usd::from_dollars)
+            .map(Some)
+            .ok_or_else(|| {
+                bad(
+                    "max_budget",
+                    format!(
+                        "the budget must be an amount of dollars such as 25 or 2.50, not {v:?}"
+                    ),
+                )
+            }),
+    }
+}
+
+fn expiry(v: &str) -> Result<Option<DateTime<Utc>>, FieldError> {
+    match v.trim() {
+        "" => Ok(None),
+        v => parse_budget_duration(v)
+            .map(|d| Some(st::now() + d))
+            .ok_or_else(|| {
+                bad(
+                    "expires_in",
+                    format!("expiry must be a number and a unit (s, m, h, d, w, mo) such as 30d, not {v:?}"),
+                )
+            }),
+    }
+}
+
+async fn check_team(store: &dyn Store, team_id: &str) -> Result<Option<String>, UiError> {
+    let t = team_id.trim();
+    if t.is_empty() {
+        return Ok(None);
+    }
+    match store.team(t).await? {
+        Some(_) => Ok(Some(t.to_string())),
+        None => Err(UiError(
+            ApiError::bad_request(format!("there is no team {t:?}")).with_param("team_id"),
+        )),
+    }
+}
+
+/// A field error from a store/team check, or a `UiError` for anything else.
+fn field_of(e: UiError) -> Result<FieldError, UiError> {
+    match e.0.param.clone() {
+        Some(p) if e.0.status.is_client_error() => Ok(bad(&p, e.0.message)),
+        _ => Err(e),
+    }
+}
+
+async fn team_options(store: &dyn Store) -> Result<Vec<(String, String)>, UiError> {
+    // The create form's team menu: the first 200 teams by id; larger sites type the id.
+    let teams = store
+        .list_teams(&TeamFilter::default(), Page::new(200, 0))
+        .await?;
+    Ok(teams
+        .items
+        .iter()
+        .map(|t| {
+            let label = t.spec.team_alias.clone().unwrap_or(t.spec.team_id.clone());
+            (t.spec.team_id.clone(), label)
+        })
+        .collect())
+}
+
+async fn render_list(
+    ui: &UiState,
+    admin: &Admin,
+    q: &ListQuery,
+    form: Option<(&KeyForm, &FieldError)>,
+) -> UiResult {
+    let store = store(ui)?;
+    let search = q.q.as_deref().map(str::trim).filter(|s| !s.is_empty());
+    let page_no = q.page.unwrap_or(1).max(1);
+    let filter = KeyFilter {
+        alias_contains: search.map(String::from),
+        ..Default::default()
+    };
+    let offset = (page_no - 1) * u64::from(PAGE_SIZE);
+    let paged = store
+        .list_keys(&filter, Page::new(PAGE_SIZE, offset))
+        .await?;
+    let mut team_cache: std::collections::BTreeMap<String, Option<Team>> = Default::default();
+    let mut rows = Vec::with_capacity(paged.items.len());
+    for r in &paged.items {
+        let team = match &r.spec.team_id {
+            Some(t) => {
+                if !team_cache.contains_key(t) {
+                    team_cache.insert(t.clone(), store.team(t).await?);
+                }
+                team_cache.get(t).and_then(Option::as_ref)
+            }
+            None => None,
+        };
+        rows.push(row(r, team));
+    }
+    let pages = paged.total.div_ceil(u64::from(PAGE_SIZE)).max(1);
+    let mut ctx = page(Some(admin), "Virtual keys", "keys");
+    ctx.insert("keys", &rows);
+    ctx.insert("total", &paged.total);
+    ctx.insert("page", &page_no);
+    ctx.insert("pages", &pages);
+    ctx.insert("q", search.unwrap_or_default());
+    ctx.insert(
+        "q_url",
+        &super::teams::urlencode(search.unwrap_or_default()),
+    );
+    ctx.insert("teams", &team_options(store.as_ref()).await?);
+    ctx.insert(
+        "flash",
+        &Flash {
+            done: q.done.clone(),
+        }
+        .message(),
+    );
+    let status = match form {
+        Some((f, e)) => {
+            ctx.insert("form", f);
+            ctx.insert("errors", &super::errors_of(e));
+            axum::http::StatusCode::UNPROCESSABLE_ENTITY
+        }
+        None => {
+            ctx.insert("form", &KeyForm::default());
+            axum::http::StatusCode::OK
+        }
+    };
+    let mut resp = render("keys.html", &ctx);
+    *resp.status_mut() = status;
+    Ok(resp)
+}
+
+pub async fn list(State(ui): State<UiState>, admin: Admin, Query(q): Query<ListQuery>) -> UiResult {
+    render_list(&ui, &admin, &q, None).await
+}
+
+fn secret_page(admin: &Admin, rec: &KeyRecord, secret: &str, what: &str) -> Response {
+    let mut ctx = page(Some(admin), "Copy the key now", "keys");
+    ctx.insert("key", &row(rec, None));
+    ctx.insert("secret", secret);
+    ctx.insert("what", what);
+    render("secret.html", &ctx)
+}
+
+pub async fn create(State(ui): State<UiState>, admin: Admin, Form(f): Form<KeyForm>) -> UiResult {
+    let store = store(&ui)?;
+    let spec = match build_spec(store.as_ref(), &f).await {
+        Ok(s) => s,
+        Err(e) => {
+            let fe = field_of(e)?;
+            return render_list(&ui, &admin, &ListQuery::default(), Some((&f, &fe))).await;
+        }
+    };
+    let minted = keygen::generate(&KeyPrefix::default());
+    let mut spec = spec;
+    spec.public_id = minted.public_id.clone();
+    spec.token_hash = minted.hash.clone();
+    let rec = match store.insert_key(&Actor::master_key(), &spec).await {
+        Ok(r) => r,
+        Err(e) => {
+            let fe = bad("key_alias", UiError::from(e).0.message);
+            return render_list(&ui, &admin, &ListQuery::default(), Some((&f, &fe))).await;
+        }
+    };
+    ui.app.key_cache.invalidate_all();
+    tracing::info!(public_id = %rec.spec.public_id, "key generated in the admin ui");
+    Ok(secret_page(
+        &admin,
+        &rec,
+        minted.key.expose_secret(),
+        "created",
+    ))
+}
+
+async fn build_spec(store: &dyn Store, f: &KeyForm) -> Result<KeySpec, UiError> {
+    let fe = |e: FieldError| UiError(ApiError::bad_request(e.message).with_param(&e.field));
+    let placeholder = keygen::generate(&KeyPrefix::default());
+    let mut spec = KeySpec::new(placeholder.public_id, placeholder.hash);
+    let alias = f.key_alias.trim();
+    spec.key_alias = (!alias.is_empty()).then(|| alias.to_string());
+    spec.team_id = check_team(store, &f.team_id).await?;
+    spec.models = names(&f.models);
+    spec.max_budget = dollars(&f.max_budget).map_err(fe)?;
+    spec.rpm_limit = num("rpm_limit", "requests per minute", &f.rpm_limit).map_err(fe)?;
+    spec.tpm_limit = num("tpm_limit", "tokens per minute", &f.tpm_limit).map_err(fe)?;
+    spec.max_parallel_requests = num(
+        "max_parallel_requests",
+        "parallel requests",
+        &f.max_parallel_requests,
+    )
+    .map_err(fe)?;
+    spec.expires_at = expiry(&f.expires_in).map_err(fe)?;
+    Ok(spec)
+}
+
+async fn find(store: &dyn Store, id: &str) -> Result<KeyRecord, UiError> {
+    let not_found = || {
+        UiError(ApiError::not_found(
+            "there is no such key (it may have been deleted)",
+        ))
+    };
+    let id = PublicId::new(id).map_err(|_| not_found())?;
+    store.key_by_public_id(&id).await?.ok_or_else(not_found)
+}
+
+/// A refused submission to show again on the key page.
+#[derive(Default)]
+pub struct Refused {
+    settings: Option<(Draft, ScalarForm, FieldError)>,
+    edit: Option<(KeyForm, FieldError)>,
+}
+
+async fn subject_parts(
+    ui: &UiState,
+    store: &dyn Store,
+    rec: &KeyRecord,
+) -> Result<(Option<Team>, Option<std::collections::BTreeSet<String>>), UiError> {
+    let team = match &rec.spec.team_id {
+        Some(t) => store.team(t).await?,
+        None => None,
+    };
+    let models = if !rec.spec.models.is_empty() {
+        rec.spec.models.clone()
+    } else {
+        team.as_ref()
+            .map(|t| t.spec.models.clone())
+            .unwrap_or_default()
+    };
+    let usable = super::settings::usable_groups(&ui.app.config, store, &models).await?;
+    Ok((team, usable))
+}
+
+async fn render_detail(
+    ui: &UiState,
+    admin: &Admin,
+    rec: &KeyRecord,
+    refused: Refused,
+    flash: Option<&'static str>,
+) -> UiResult {
+    let store = store(ui)?;
+    let (team, usable) = subject_parts(ui, store.as_ref(), rec).await?;
+    let empty = crate::config::RouterSettings::default();
+    let global = &ui.app.config.router_settings;
+    let team_rs = team
+        .as_ref()
+        .and_then(|t| t.spec.router_settings.as_ref())
+        .unwrap_or(&empty);
+    let mut parents = Vec::new();
+    if team.is_some() {
+        parents.push((Source::Team, team_rs));
+    }
+    parents.push((Source::Global, global));
+    let subject = Subject {
+        level: Source::Key,
+        own: rec.spec.router_settings.as_ref(),
+        parents,
+        usable: usable.clone(),
+    };
+    let table = ui.app.router.groups();
+    let known = Known::live(&ui.app.config, &table);
+    let view = match &refused.settings {
+        Some((draft, scalars, err)) => subject.view(&known, draft, Some(scalars), Some(err)),
+        None => subject.view(
+            &known,
+            &Draft::of(rec.spec.router_settings.as_ref()),
+            None,
+            None,
+        ),
+    };
+    let r = row(rec, team.as_ref());
+    let title = r.alias.clone().unwrap_or(r.name.clone());
+    let mut ctx: Context = page(Some(admin), &title, "keys");
+    let form = match &refused.edit {
+        Some((f, e)) => {
+            ctx.insert("errors", &super::errors_of(e));
+            f.clone()
+        }
+        None => KeyForm {
+            key_alias: rec.spec.key_alias.clone().unwrap_or_default(),
+            team_id: rec.spec.team_id.clone().unwrap_or_default(),
+            models: rec.spec.models.join(", "),
+            max_budget: rec
+                .spec
+                .max_budget
+                .map(|b| b.dollars().to_string())
+                .unwrap_or_default(),
+            rpm_limit: rec
+                .spec
+                .rpm_limit
+                .map(|n| n.to_string())
+                .unwrap_or_default(),
+            tpm_limit: rec
+                .spec
+                .tpm_limit
+                .map(|n| n.to_string())
+                .unwrap_or_default(),
+            max_parallel_requests: rec
+                .spec
+                .max_parallel_requests
+                .map(|n| n.to_string())
+                .unwrap_or_default(),
+            expires_in: String::new(),
+        },
+    };
+    ctx.insert("key", &r);
+    ctx.insert("form", &form);
+    ctx.insert("teams", &team_options(store.as_ref()).await?);
+    ctx.insert("usable", &usable);
+    ctx.insert("rs", &view);
+    ctx.insert("action", &format!("/ui/keys/{}/settings", r.id));
+    ctx.insert("flash", &flash);
+    let failed = refused.settings.is_some() || refused.edit.is_some();
+    let mut resp = render("key.html", &ctx);
+    if failed {
+        *resp.status_mut() = axum::http::StatusCode::UNPROCESSABLE_ENTITY;
+    }
+    Ok(resp)
+}
+
+pub async fn detail(
+    State(ui): State<UiState>,
+    admin: Admin,
+    Path(id): Path<String>,
+    Query(flash): Query<Flash>,
+) -> UiResult {
+    let store = store(&ui)?;
+    let rec = find(store.as_ref(), &id).await?;
+    let flash = flash.message();
+    render_detail(&ui, &admin, &rec, Refused::default(), flash).await
+}
+
+pub async fn edit(
+    State(ui): State<UiState>,
+    admin: Admin,
+    Path(id): Path<String>,
+    Form(f): Form<KeyForm>,
+) -> UiResult {
+    let store = store(&ui)?;
+    let rec = find(store.as_ref(), &id).await?;
+    let patch = match build_patch(store.as_ref(), &f).await {
+        Ok(p) => p,
+        Err(e) => {
+            let fe = field_of(e)?;
+            let refused = Refused {
+                edit: Some((f, fe)),
+                ..Default::default()
+            };
+            return render_detail(&ui, &admin, &rec, refused, None).await;
+        }
+    };
+    if let Err(e) = store
+        .update_key(&Actor::master_key(), &rec.spec.public_id, &patch)
+        .await
+    {
+        let refused = Refused {
+            edit: Some((f, bad("key_alias", UiError::from(e).0.message))),
+            ..Default::default()
+        };
+        return render_detail(&ui, &admin, &rec, refused, None).await;
+    }
+    ui.app.key_cache.invalidate_all();
+    Ok(Redirect::to(&format!("/ui/keys/{id}?done=saved")).into_response())
+}
+
+async fn build_patch(store: &dyn Store, f: &KeyForm) -> Result<KeyPatch, UiError> {
+    let fe = |e: FieldError| UiError(ApiError::bad_request(e.message).with_param(&e.field));
+    let alias = f.key_alias.trim();
+    let expires_at = match f.expires_in.trim() {
+        "" => None,
+        "never" => Some(None),
+        v => Some(expiry(v).map_err(fe)?),
+    };
+    Ok(KeyPatch {
+        key_alias: Some((!alias.is_empty()).then(|| alias.to_string())),
+        team_id: Some(check_team(store, &f.team_id).await?),
+        models: Some(names(&f.models)),
+        max_budget: Some(dollars(&f.max_budget).map_err(fe)?),
+        rpm_limit: Some(num("rpm_limit", "requests per minute", &f.rpm_limit).map_err(fe)?),
+        tpm_limit: Some(num("tpm_limit", "tokens per minute", &f.tpm_limit).map_err(fe)?),
+        max_parallel_requests: Some(
+            num(
+                "max_parallel_requests",
+                "parallel requests",
+                &f.max_parallel_requests,
+            )
+            .map_err(fe)?,
+        ),
+        expires_at,
+        ..Default::default()
+    })
+}
+
+pub async fn save_settings(
+    State(ui): State<UiState>,
+    admin: Admin,
+    Path(id): Path<String>,
+    Form(f): Form<SettingsForm>,
+) -> UiResult {
+    let store = store(&ui)?;
+    let rec = find(store.as_ref(), &id).await?;
+    let (team, usable) = subject_parts(&ui, store.as_ref(), &rec).await?;
+    let empty = crate::config::RouterSettings::default();
+    let team_rs = team
+        .as_ref()
+        .and_then(|t| t.spec.router_settings.as_ref())
+        .unwrap_or(&empty);
+    let mut parents = Vec::new();
+    if team.is_some() {
+        parents.push((Source::Team, team_rs));
+    }
+    parents.push((Source::Global, &ui.app.config.router_settings));
+    let subject = Subject {
+        level: Source::Key,
+        own: rec.spec.router_settings.as_ref(),
+        parents,
+        usable,
+    };
+    let table = ui.app.router.groups();
+    let known = Known::live(&ui.app.config, &table);
+    match subject.apply(&ui.app.config, &table, &known, &f) {
+        Ok(own) => {
+            let patch = KeyPatch {
+                router_settings: Some(own),
+                ..Default::default()
+            };
+            store
+                .update_key(&Actor::master_key(), &rec.spec.public_id, &patch)
+                .await?;
+            ui.app.key_cache.invalidate_all();
+            tracing::info!(public_id = %rec.spec.public_id, "key router settings saved in the admin ui");
+            Ok(Redirect::to(&format!("/ui/keys/{id}?done=saved#router-settings")).into_response())
+        }
+        Err(refused) => {
+            let (draft, err) = *refused;
+            let refused = Refused {
+                settings: Some((draft, f.scalars(), err)),
+                ..Default::default()
+            };
+            render_detail(&ui, &admin, &rec, refused, None).await
+        }
+    }
+}
+
+async fn set_blocked(ui: &UiState, id: &str, blocked: bool) -> UiResult {
+    let store = store(ui)?;
+    let rec = find(store.as_ref(), id).await?;
+    let patch = KeyPatch {
+        blocked: Some(blocked),
+        ..Default::default()
+    };
+    store
+        .update_key(&Actor::master_key(), &rec.spec.public_id, &patch)
+        .await?;
+    ui.app.key_cache.invalidate_all();
+    let done = if blocked { "blocked" } else { "unblocked" };
+    Ok(Redirect::to(&format!("/ui/keys/{id}?done={done}")).into_response())
+}
+
+pub async fn block(State(ui): State<UiState>, _admin: Admin, Path(id): Path<String>) -> UiResult {
+    set_blocked(&ui, &id, true).await
+}
+
+pub async fn unblock(State(ui): State<UiState>, _admin: Admin, Path(id): Path<String>) -> UiResult {
+    set_blocked(&ui, &id, false).await
+}
+
+pub async fn regenerate(
+    State(ui): State<UiState>,
+    admin: Admin,
+    Path(id): Path<String>,
+) -> UiResult {
+    let store = store(&ui)?;
+    let rec = find(store.as_ref(), &id).await?;
+    let minted = keygen::regenerate(&KeyPrefix::default(), &rec.spec.public_id);
+    let rec = store
+        .regenerate_key(&Actor::master_key(), &rec.spec.public_id, &minted.hash)
+        .await?;
+    ui.app.key_cache.invalidate_all();
+    tracing::info!(public_id = %rec.spec.public_id, "key regenerated in the admin ui");
+    Ok(secret_page(
+        &admin,
+        &rec,
+        minted.key.expose_secret(),
+        "regenerated",
+    ))
+}
+
+pub async fn delete(State(ui): State<UiState>, _admin: Admin, Path(id): Path<String>) -> UiResult {
+    let store = store(&ui)?;
+    let rec = find(store.as_ref(), &id).await?;
+    store
+        .delete_keys(
+            &Actor::master_key(),
+            std::slice::from_ref(&rec.spec.public_id),
+        )
+        .await?;
+    ui.app.key_cache.invalidate_all();
+    tracing::info!(public_id = %rec.spec.public_id, "key deleted in the admin ui");
+    Ok(Redirect::to("/ui/keys?done=deleted").into_response())
+}
