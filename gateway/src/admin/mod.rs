@@ -74,7 +74,13 @@ pub fn routes(state: AppState) -> axum::Router<AppState> {
         .route("/model/info", get(models::info))
         .route("/v1/model/info", get(models::info))
         .route("/config/export", get(state::export))
-        .route("/config/import", post(state::import))
+        .route(
+            "/config/import",
+            // The document travels as a JSON string; escaping can double its size.
+            post(state::import).layer(axum::extract::DefaultBodyLimit::max(
+                2 * crate::state::DEFAULT_MAX_BYTES,
+            )),
+        )
         .route_layer(middleware::from_fn_with_state(state, require_master))
 }
 

@@ -80,8 +80,8 @@ impl StateDiff {
     }
 }
 
-/// Compares A with B. A section present on one side only compares as if empty on the
-/// other, so every object in it is listed.
+/// Compares A with B. A `spec` section present on one side only compares as if empty on
+/// the other, so every object in it is listed.
 pub fn diff(a: &StateDocument, b: &StateDocument) -> StateDiff {
     // Sealed values and placeholders cannot be compared with each other: when the two
     // documents write secrets differently, compare value names only.
@@ -103,8 +103,11 @@ pub fn diff(a: &StateDocument, b: &StateDocument) -> StateDiff {
         .into_iter()
         .map(|(s, o)| (s.as_str().to_owned(), o))
         .collect();
+    // The config file's share is compared only when both sides recorded it: an export
+    // made from the database alone has no config to list.
+    let both_have_config = a.config_file.is_some() && b.config_file.is_some();
     for (doc, side) in [(a, &mut sa), (b, &mut sb)] {
-        if let Some(cf) = &doc.config_file {
+        if let Some(cf) = doc.config_file.as_ref().filter(|_| both_have_config) {
             side.insert(
                 "config_file.models".into(),
                 cf.models

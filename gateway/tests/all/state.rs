@@ -1081,6 +1081,73 @@ mod http {
             let status = models(secret.expose_secret().to_owned()).await;
             assert!(status == 401 || status == 403, "{status}");
 
+            // The CLI over --url: diff of the live gateway against its own export is empty,
+            // and a dry-run import of it is a clean, empty plan.
+            let dir = tempfile::tempdir().unwrap();
+            let file = dir.path().join("live.json");
+            let live = client
+                .get(format!("{}/config/export?format=json", gw.url))
+                .bearer_auth(MASTER)
+                .send()
+                .await
+                .unwrap()
+                .text()
+                .await
+                .unwrap();
+            std::fs::write(&file, &live).unwrap();
+            let cli = |args: Vec<String>| async move {
+                tokio::process::Command::new(env!("CARGO_BIN_EXE_switchyard"))
+                    .args(args)
+                    .env("SWITCHYARD_MASTER_KEY", MASTER)
+                    .output()
+                    .await
+                    .unwrap()
+            };
+            let file_s = file.to_str().unwrap().to_owned();
+            let out = cli(vec![
+                "config".into(),
+                "diff".into(),
+                gw.url.clone(),
+                file_s.clone(),
+            ])
+            .await;
+            assert_eq!(
+                out.status.code(),
+                Some(0),
+                "{}",
+                String::from_utf8_lossy(&out.stdout)
+            );
+            let out = cli(vec![
+                "config".into(),
+                "import".into(),
+                file_s.clone(),
+                "--url".into(),
+                gw.url.clone(),
+                "--dry-run".into(),
+            ])
+            .await;
+            assert_eq!(
+                out.status.code(),
+                Some(0),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            assert!(String::from_utf8_lossy(&out.stdout).contains("0 to create, 0 to update"));
+            std::fs::write(
+                &file,
+                live.replace("\"rpm_limit\": 10", "\"rpm_limit\": 12"),
+            )
+            .unwrap();
+            let out = cli(vec![
+                "config".into(),
+                "diff".into(),
+                gw.url.clone(),
+                file_s.clone(),
+            ])
+            .await;
+            assert_eq!(out.status.code(), Some(1));
+            assert!(String::from_utf8_lossy(&out.stdout).contains("rpm_limit: 10 -> 12"));
+
             // A bad document is a 400 naming the problem.
             let r = client
                 .post(format!("{}/config/import", gw.url))
