@@ -230,4 +230,8 @@ pub struct RunJournal {
     pub phases: Vec<PhaseEvidence>,
     pub memo: MemoSpec,
     pub environment: Environment,
+    /// Findings of `drill audit` on the documented config at the start of the run, so the memo
+    /// renders from the journal alone.
+    #[serde(default)]
+    pub audit: Vec<switchyard_reports::model::Finding>,
 }

@@ -10,6 +10,7 @@ pub mod documented;
 pub mod evidence;
 pub mod harness;
 pub mod load;
+pub mod memo;
 pub mod output;
 pub mod run;
 pub mod scenario;

@@ -1,5 +1,6 @@
 //! Writes a run's outputs: `journal.json`, `junit.xml` (one testcase per phase check, failure
-//! messages naming phase, check, expected and observed) and `summary.txt`.
+//! messages naming phase, check, expected and observed), `summary.txt`, and the readiness memo
+//! rendered from the journal (`memo.html`, `memo.md`).
 
 use std::fmt::Write as _;
 use std::path::Path;
@@ -18,6 +19,10 @@ pub fn write_run(dir: &Path, j: &RunJournal) -> anyhow::Result<()> {
     x.push_str("</testsuites>\n");
     write(dir, "junit.xml", x.as_bytes())?;
     write(dir, "summary.txt", summary(j).as_bytes())?;
+    let memo = crate::memo::memo_from_journal(j, &crate::memo::sha256_hex(&json));
+    let r = switchyard_reports::render(&memo).context("rendering the memo")?;
+    write(dir, crate::signoff::MEMO_HTML, r.html.as_bytes())?;
+    write(dir, crate::signoff::MEMO_MD, r.markdown.as_bytes())?;
     Ok(())
 }
 
@@ -47,9 +52,9 @@ pub fn write_suite(dir: &Path, runs: &[RunJournal], verdict: Verdict) -> anyhow:
     Ok(())
 }
 
+/// Through a temporary file and a rename: a reader never sees a half-written file.
 fn write(dir: &Path, name: &str, bytes: &[u8]) -> anyhow::Result<()> {
-    let p = dir.join(name);
-    std::fs::write(&p, bytes).with_context(|| format!("writing {}", p.display()))
+    crate::signoff::write_atomic(&dir.join(name), bytes, 0o644)
 }
 
 fn esc(s: &str) -> String {

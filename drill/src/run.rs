@@ -429,9 +429,18 @@ pub async fn run_prepared(
             target,
             gateway: gateway_kind,
         },
+        audit: audit_findings(&documented.config),
     };
     crate::output::write_run(out_dir, &journal).map_err(env_err)?;
     Ok(journal)
+}
+
+/// `drill audit` of the documented config as the drill loaded it (its `os.environ/`
+/// references answered the way the run answered them), for the memo.
+fn audit_findings(config: &switchyard::config::Config) -> Vec<switchyard_reports::model::Finding> {
+    let mut f = crate::audit::audit(&crate::audit::input::from_config(config, Vec::new()));
+    crate::audit::sort(&mut f);
+    f
 }
 
 type Driven = (Vec<PhaseEvidence>, Option<String>, String, String);

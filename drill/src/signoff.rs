@@ -15,20 +15,13 @@ use switchyard_reports::sign::{
 use switchyard_reports::{render, Rendered};
 
 pub const JOURNAL: &str = "journal.json";
-pub const MEMO_DATA: &str = "memo.json";
 pub const MEMO_HTML: &str = sign::MEMO_HTML;
 pub const MEMO_MD: &str = sign::MEMO_MD;
 pub const JUNIT: &str = "junit.xml";
 pub const ENVELOPE: &str = "memo.dsse.json";
 
-/// Files the statement names, when present. journal, memo and junit are required.
-const SIGNED: &[(&str, bool)] = &[
-    (JOURNAL, true),
-    (MEMO_DATA, false),
-    (MEMO_HTML, true),
-    (MEMO_MD, true),
-    (JUNIT, true),
-];
+/// Files the statement names; every one must exist.
+const SIGNED: &[&str] = &[JOURNAL, MEMO_HTML, MEMO_MD, JUNIT];
 
 /// Writes `bytes` to `path` through a temporary file in the same directory and a rename.
 /// `mode` is the Unix permission of the final file.
@@ -55,35 +48,10 @@ pub fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> anyhow::Result<()> 
     Ok(())
 }
 
-/// Where the memo data of a run comes from. The drill's journal → memo mapping implements
-/// this once `drill run` writes journals; until then the run's `memo.json` is the source.
+/// Where the memo data of a run comes from: `memo::JournalMemo` maps the run's `journal.json`;
+/// tests may supply memo data directly.
 pub trait MemoSource {
     fn memo(&self, run_dir: &Path) -> anyhow::Result<Memo>;
-}
-
-/// Reads `memo.json` from the run directory.
-pub struct MemoJson;
-
-impl MemoSource for MemoJson {
-    fn memo(&self, run_dir: &Path) -> anyhow::Result<Memo> {
-        let path = run_dir.join(MEMO_DATA);
-        let text = fs::read(&path).with_context(|| {
-            format!(
-                "cannot read {}\nhint: is {} a run directory written by `drill run`?",
-                path.display(),
-                run_dir.display()
-            )
-        })?;
-        let v: serde_json::Value = serde_json::from_slice(&text)
-            .with_context(|| format!("{} is not JSON", path.display()))?;
-        if let Some(found) = v.get("version").and_then(serde_json::Value::as_u64) {
-            let supported = switchyard_reports::model::MEMO_VERSION;
-            if found > u64::from(supported) {
-                bail!("{} has memo version {found}, newer than this drill reads (version {supported})\nhint: use a newer drill", path.display());
-            }
-        }
-        serde_json::from_value(v).with_context(|| format!("{} is not a memo", path.display()))
-    }
 }
 
 fn rendered(run_dir: &Path, source: &dyn MemoSource) -> anyhow::Result<(Memo, Rendered)> {
@@ -180,20 +148,15 @@ pub fn sign(run_dir: &Path, key: &Path, source: &dyn MemoSource) -> anyhow::Resu
         }
     }
     let mut files = Vec::new();
-    for (name, required) in SIGNED {
+    for name in SIGNED {
         let path = run_dir.join(name);
-        match fs::read(&path) {
-            Ok(b) => files.push((*name, b)),
-            Err(e) if !required && e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => {
-                return Err(e).with_context(|| {
-                    format!(
-                        "cannot read {}, which the statement must name",
-                        path.display()
-                    )
-                })
-            }
-        }
+        let b = fs::read(&path).with_context(|| {
+            format!(
+                "cannot read {}, which the statement must name",
+                path.display()
+            )
+        })?;
+        files.push((*name, b));
     }
     let refs: Vec<(&str, &[u8])> = files.iter().map(|(n, b)| (*n, b.as_slice())).collect();
     let statement = Statement::new(

@@ -11,7 +11,8 @@ use clap::{Args, Subcommand};
 use switchyard_reports::model::Severity;
 
 use crate::audit::{self, InputFormat, Loaded, OutputFormat};
-use crate::signoff::{self, Cosigned, MemoJson};
+use crate::memo::JournalMemo;
+use crate::signoff::{self, Cosigned};
 
 pub const EXIT_OK: u8 = 0;
 pub const EXIT_FINDINGS: u8 = 1;
@@ -31,7 +32,7 @@ pub enum SignoffCommand {
     /// Writes a new Ed25519 key pair: NAME.key (mode 0600) and NAME.pub (one line with a key id).
     Keygen(KeygenArgs),
     /// Signs a run: writes RUN_DIR/memo.dsse.json, a DSSE envelope over a statement naming the
-    /// SHA-256 of journal.json, memo.json, memo.html, memo.md and junit.xml.
+    /// SHA-256 of journal.json, memo.html, memo.md and junit.xml.
     Sign(SignArgs),
     /// Adds an approver's signature to RUN_DIR/memo.dsse.json (refused if the run changed).
     Cosign(SignArgs),
@@ -39,7 +40,7 @@ pub enum SignoffCommand {
     ///
     /// Prints the sign-off table. Exit 6 naming every mismatch.
     Verify(VerifyArgs),
-    /// (Re-)renders RUN_DIR/memo.html and memo.md from the run's data.
+    /// (Re-)renders RUN_DIR/memo.html and memo.md from the run's journal.json.
     Memo(MemoArgs),
 }
 
@@ -133,7 +134,7 @@ pub fn run(cmd: SignoffCommand) -> ExitCode {
             }
             Err(e) => fail(&e),
         },
-        SignoffCommand::Sign(a) => match signoff::sign(&a.run_dir, &a.key, &MemoJson) {
+        SignoffCommand::Sign(a) => match signoff::sign(&a.run_dir, &a.key, &JournalMemo) {
             Ok(env) => {
                 let id = env.signatures.first().map_or("", |s| s.keyid.as_str());
                 eprintln!(
@@ -163,7 +164,7 @@ pub fn run(cmd: SignoffCommand) -> ExitCode {
             Err(e) => fail(&e),
         },
         SignoffCommand::Verify(a) => {
-            match signoff::verify(&a.run_dir, &a.trusted_keys, a.require, &MemoJson) {
+            match signoff::verify(&a.run_dir, &a.trusted_keys, a.require, &JournalMemo) {
                 Ok(report) => {
                     if let Some(st) = &report.statement {
                         print!("{}", signoff::signoff_table(st));
@@ -187,7 +188,7 @@ pub fn run(cmd: SignoffCommand) -> ExitCode {
                 Err(e) => fail(&e),
             }
         }
-        SignoffCommand::Memo(a) => match signoff::memo(&a.run_dir, &MemoJson) {
+        SignoffCommand::Memo(a) => match signoff::memo(&a.run_dir, &JournalMemo) {
             Ok(paths) => {
                 for p in paths {
                     eprintln!("wrote {}", p.display());

@@ -21,25 +21,15 @@ pub fn fixtures() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
 }
 
-/// The memo fixture of switchyard-reports: realistic memo data for a run directory.
-pub fn memo_fixture() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../reports/tests/fixtures/memo.json")
-}
-
-/// A run directory as `drill run` will leave it: journal, memo data, junit; the memo is
-/// rendered with `drill memo` by the tests that need it.
+/// A run directory as `drill run` left it (journal.json and junit.xml of a real run of the
+/// shipped provider-outage scenario); tests render the memo with `drill memo` when they need it.
+/// The fixture is regenerated with
+/// `drill run scenarios/quarterly/provider-outage.yaml --out DIR` when the journal schema changes.
 pub fn run_dir() -> tempfile::TempDir {
     let dir = tempfile::tempdir().expect("temp dir");
-    std::fs::copy(memo_fixture(), dir.path().join("memo.json")).expect("copy memo.json");
-    std::fs::write(
-        dir.path().join("journal.json"),
-        br#"{"version":1,"scenario":"primary-outage-and-rate-limit","events":[]}"#,
-    )
-    .expect("write journal");
-    std::fs::write(
-        dir.path().join("junit.xml"),
-        br#"<testsuites><testsuite name="drill" tests="7" failures="1"/></testsuites>"#,
-    )
-    .expect("write junit");
+    for f in ["journal.json", "junit.xml"] {
+        std::fs::copy(fixtures().join("run").join(f), dir.path().join(f))
+            .expect("copy run fixture");
+    }
     dir
 }

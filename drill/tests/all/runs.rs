@@ -25,8 +25,24 @@ async fn quarterly_suite_passes_against_switchyard() {
         "cascading-failure",
         "recovery-after-cooldown",
     ] {
-        let j = journal(&out.path().join(name));
+        let dir = out.path().join(name);
+        let j = journal(&dir);
         assert_eq!(j["status"], "passed", "{name}: {}", messages(&j));
+        // The memo written at the end of the run is what the journal renders to, byte for
+        // byte: `drill verify` depends on it.
+        let memo = drill::signoff::MemoSource::memo(&drill::memo::JournalMemo, &dir).unwrap();
+        let again = switchyard_reports::render(&memo).unwrap();
+        assert_eq!(
+            std::fs::read_to_string(dir.join("memo.html")).unwrap(),
+            again.html,
+            "{name}"
+        );
+        assert_eq!(
+            std::fs::read_to_string(dir.join("memo.md")).unwrap(),
+            again.markdown,
+            "{name}"
+        );
+        assert!(again.markdown.contains("Verdict: **READY**"), "{name}");
         // No vacuous pass: every phase with faults saw them injected.
         for p in j["phases"].as_array().unwrap() {
             for f in p["faults"].as_array().unwrap() {

@@ -2,7 +2,8 @@
 
 use std::fs;
 
-use drill::signoff::{self, Cosigned, MemoJson};
+use drill::memo::JournalMemo;
+use drill::signoff::{self, Cosigned};
 
 use crate::run_dir;
 
@@ -33,8 +34,8 @@ fn memo_sign_cosign_verify_round_trip() {
     let keys = tempfile::tempdir().unwrap();
     let a = signoff::keygen(&keys.path().join("author"), None).unwrap();
     let b = signoff::keygen(&keys.path().join("approver"), None).unwrap();
-    signoff::memo(run.path(), &MemoJson).unwrap();
-    signoff::sign(run.path(), &keys.path().join("author.key"), &MemoJson).unwrap();
+    signoff::memo(run.path(), &JournalMemo).unwrap();
+    signoff::sign(run.path(), &keys.path().join("author.key"), &JournalMemo).unwrap();
     assert!(matches!(
         signoff::cosign(run.path(), &keys.path().join("approver.key")).unwrap(),
         Cosigned::Written(_)
@@ -45,11 +46,11 @@ fn memo_sign_cosign_verify_round_trip() {
         format!("# signers\n{}\n{}\n", a.to_line(), b.to_line()),
     )
     .unwrap();
-    let report = signoff::verify(run.path(), &trusted, 2, &MemoJson).unwrap();
+    let report = signoff::verify(run.path(), &trusted, 2, &JournalMemo).unwrap();
     assert!(report.ok(), "{:?}", report.problems());
     let table = signoff::signoff_table(report.statement.as_ref().unwrap());
-    assert!(table.contains("gpt-4o-openai-us (status 503)"), "{table}");
-    assert!(table.starts_with("verdict: not ready"));
+    assert!(table.contains("gpt-4o-east"), "{table}");
+    assert!(table.starts_with("verdict: ready"), "{table}");
 }
 
 #[test]
@@ -57,13 +58,13 @@ fn sign_refuses_a_memo_that_does_not_re_render() {
     let run = run_dir();
     let keys = tempfile::tempdir().unwrap();
     signoff::keygen(&keys.path().join("k"), None).unwrap();
-    signoff::memo(run.path(), &MemoJson).unwrap();
+    signoff::memo(run.path(), &JournalMemo).unwrap();
     let html = run.path().join("memo.html");
     let text = fs::read_to_string(&html)
         .unwrap()
-        .replace("NOT READY", "READY");
+        .replace("READY", "NOT READY");
     fs::write(&html, text).unwrap();
-    let err = signoff::sign(run.path(), &keys.path().join("k.key"), &MemoJson).unwrap_err();
+    let err = signoff::sign(run.path(), &keys.path().join("k.key"), &JournalMemo).unwrap_err();
     assert!(format!("{err:#}").contains("memo.html differs"), "{err:#}");
     assert!(!run.path().join("memo.dsse.json").exists());
 }
@@ -73,8 +74,8 @@ fn cosign_refuses_a_changed_run() {
     let run = run_dir();
     let keys = tempfile::tempdir().unwrap();
     signoff::keygen(&keys.path().join("a"), None).unwrap();
-    signoff::memo(run.path(), &MemoJson).unwrap();
-    signoff::sign(run.path(), &keys.path().join("a.key"), &MemoJson).unwrap();
+    signoff::memo(run.path(), &JournalMemo).unwrap();
+    signoff::sign(run.path(), &keys.path().join("a.key"), &JournalMemo).unwrap();
     let before = fs::read(run.path().join("memo.dsse.json")).unwrap();
     fs::write(run.path().join("junit.xml"), b"<testsuites/>").unwrap();
     match signoff::cosign(run.path(), &keys.path().join("a.key")).unwrap() {
