@@ -11,13 +11,16 @@ use serde::{Deserialize, Serialize};
 use tera::Context;
 
 use super::settings::{Draft, FieldError, Known, ScalarForm, SettingsForm, Subject};
-use super::{names, page, render, store, Admin, Flash, UiError, UiResult, UiState, PAGE_SIZE};
+use super::{
+    bad, dollars, names, num, page, render, store, Admin, Flash, UiError, UiResult, UiState,
+    PAGE_SIZE,
+};
 use crate::error::ApiError;
 use crate::keys::effective::Source;
 use crate::store::keys::{self as keygen, KeyPrefix, PublicId};
 use crate::store::{
     self as st, parse_budget_duration, Actor, KeyFilter, KeyPatch, KeyRecord, KeySpec, KeyStatus,
-    Page, Store, Team, TeamFilter, Usd,
+    Page, Store, Team, TeamFilter,
 };
 
 #[derive(Debug, Default, Deserialize)]
@@ -100,43 +103,6 @@ fn row(r: &KeyRecord, team: Option<&Team>) -> KeyRow {
         expires: s.expires_at.map(date),
         created: date(r.created_at),
         overrides: s.router_settings.is_some(),
-    }
-}
-
-fn bad(field: &str, message: impl Into<String>) -> FieldError {
-    FieldError {
-        field: field.to_string(),
-        message: message.into(),
-    }
-}
-
-fn num(field: &str, label: &str, v: &str) -> Result<Option<u64>, FieldError> {
-    match v.trim() {
-        "" => Ok(None),
-        v => v
-            .parse()
-            .map(Some)
-            .map_err(|_| bad(field, format!("{label} must be a whole number, not {v:?}"))),
-    }
-}
-
-fn dollars(v: &str) -> Result<Option<Usd>, FieldError> {
-    match v.trim().trim_start_matches('$') {
-        "" => Ok(None),
-        v => v
-            .parse::<f64>()
-            .ok()
-            .filter(|d| *d >= 0.0)
-            .and_then(Usd::from_dollars)
-            .map(Some)
-            .ok_or_else(|| {
-                bad(
-                    "max_budget",
-                    format!(
-                        "the budget must be an amount of dollars such as 25 or 2.50, not {v:?}"
-                    ),
-                )
-            }),
     }
 }
 

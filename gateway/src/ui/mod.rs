@@ -26,9 +26,10 @@ use tera::{Context, Tera};
 
 use crate::error::ApiError;
 use crate::keys::auth::Principal;
-use crate::store::Store;
+use crate::store::{Store, Usd};
 use crate::AppState;
 use session::{is_tls, set_cookie_header, Session, Sessions};
+use settings::FieldError;
 
 /// Form posts are small; this bounds what the CSRF check buffers (1 MiB).
 const MAX_FORM_BYTES: usize = 1024 * 1024;
@@ -413,4 +414,44 @@ pub fn names(v: &str) -> Vec<String> {
         .filter(|s| !s.is_empty())
         .map(String::from)
         .collect()
+}
+
+/// A plain-words error next to a form field.
+pub fn bad(field: &str, message: impl Into<String>) -> FieldError {
+    FieldError {
+        field: field.to_string(),
+        message: message.into(),
+    }
+}
+
+/// An optional whole number from a form field: empty = `None`.
+pub fn num(field: &str, label: &str, v: &str) -> Result<Option<u64>, FieldError> {
+    match v.trim() {
+        "" => Ok(None),
+        v => v
+            .parse()
+            .map(Some)
+            .map_err(|_| bad(field, format!("{label} must be a whole number, not {v:?}"))),
+    }
+}
+
+/// An optional amount of dollars (`25`, `$2.50`) from the `max_budget` field.
+pub fn dollars(v: &str) -> Result<Option<Usd>, FieldError> {
+    match v.trim().trim_start_matches('$') {
+        "" => Ok(None),
+        v => v
+            .parse::<f64>()
+            .ok()
+            .filter(|d| *d >= 0.0)
+            .and_then(Usd::from_dollars)
+            .map(Some)
+            .ok_or_else(|| {
+                bad(
+                    "max_budget",
+                    format!(
+                        "the budget must be an amount of dollars such as 25 or 2.50, not {v:?}"
+                    ),
+                )
+            }),
+    }
 }

@@ -9,7 +9,10 @@ use axum::Form;
 use serde::{Deserialize, Serialize};
 
 use super::settings::{Draft, FieldError, Known, ScalarForm, SettingsForm, Subject, KINDS};
-use super::{names, page, render, store, Admin, Flash, UiError, UiResult, UiState, PAGE_SIZE};
+use super::{
+    bad, dollars, names, num, page, render, store, Admin, Flash, UiError, UiResult, UiState,
+    PAGE_SIZE,
+};
 use crate::error::ApiError;
 use crate::keys::effective::Source;
 use crate::store::{Actor, KeyFilter, Page, Store, Team, TeamFilter, TeamPatch, TeamSpec, Usd};
@@ -69,43 +72,6 @@ fn row(t: &Team) -> TeamRow {
         blocked: t.spec.blocked,
         members: t.spec.members.len(),
         overrides: t.spec.router_settings.is_some(),
-    }
-}
-
-fn bad(field: &str, message: impl Into<String>) -> FieldError {
-    FieldError {
-        field: field.to_string(),
-        message: message.into(),
-    }
-}
-
-fn num(field: &str, label: &str, v: &str) -> Result<Option<u64>, FieldError> {
-    match v.trim() {
-        "" => Ok(None),
-        v => v
-            .parse()
-            .map(Some)
-            .map_err(|_| bad(field, format!("{label} must be a whole number, not {v:?}"))),
-    }
-}
-
-fn dollars(v: &str) -> Result<Option<Usd>, FieldError> {
-    match v.trim().trim_start_matches('$') {
-        "" => Ok(None),
-        v => v
-            .parse::<f64>()
-            .ok()
-            .filter(|d| *d >= 0.0)
-            .and_then(Usd::from_dollars)
-            .map(Some)
-            .ok_or_else(|| {
-                bad(
-                    "max_budget",
-                    format!(
-                        "the budget must be an amount of dollars such as 25 or 2.50, not {v:?}"
-                    ),
-                )
-            }),
     }
 }
 
