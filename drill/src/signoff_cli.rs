@@ -21,12 +21,13 @@ pub const EXIT_TAMPERED: u8 = 6;
 
 #[derive(Debug, Subcommand)]
 pub enum SignoffCommand {
-    /// Static fallback-readiness review of a LiteLLM config.yaml or an audit input document.
+    /// Static fallback-readiness review of a LiteLLM config.yaml, a Switchyard export (with
+    /// --config) or an audit input document.
     ///
     /// Each finding has an id, a severity, the objects involved, what is wrong and how to fix
     /// it. Exit 1 when a finding at or above --fail-on exists, 2 when the input is unreadable.
     #[command(
-        after_long_help = "Examples:\n  drill audit config.yaml\n  drill audit config.yaml --format sarif > audit.sarif\n  drill audit config.yaml --fail-on warning"
+        after_long_help = "Examples:\n  drill audit config.yaml\n  drill audit state.yaml --config config.yaml      (a `switchyard config export`)\n  drill audit config.yaml --format sarif > audit.sarif\n  drill audit config.yaml --fail-on warning"
     )]
     Audit(AuditArgs),
     /// Writes a new Ed25519 key pair: NAME.key (mode 0600) and NAME.pub (one line with a key id).
@@ -54,6 +55,10 @@ pub struct AuditArgs {
     /// How to read FILE (default: decided from its content).
     #[arg(long, value_enum, default_value = "auto")]
     pub input: InputFormat,
+    /// With a Switchyard export as FILE: the gateway's config.yaml, whose deployments the
+    /// export lists by name only.
+    #[arg(long, value_name = "CONFIG")]
+    pub config: Option<PathBuf>,
     /// Exit 1 when a finding at or above this severity exists.
     #[arg(long, value_enum, default_value = "error")]
     pub fail_on: FailOn,
@@ -202,7 +207,7 @@ pub fn run(cmd: SignoffCommand) -> ExitCode {
 
 fn run_audit(a: &AuditArgs) -> ExitCode {
     let env = |k: &str| std::env::var(k).ok();
-    let findings = match audit::load(&a.file, a.input, &env) {
+    let findings = match audit::input::load_with(&a.file, a.input, &env, a.config.as_deref()) {
         Ok(Loaded::Input(input)) => audit::audit(&input),
         Ok(Loaded::Rejected(mut f)) => {
             audit::sort(&mut f);

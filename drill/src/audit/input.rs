@@ -155,15 +155,129 @@ pub fn from_config(cfg: &Config, mcp_servers: Vec<String>) -> AuditInput {
     }
 }
 
+/// `kind` of a Switchyard export document (`switchyard config export`).
+pub const EXPORT_KIND: &str = "switchyard/state";
+
+fn from_export_text(
+    text: &str,
+    shown: &str,
+    config_path: Option<&Path>,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Loaded, InputError> {
+    let doc = switchyard::state::parse_document(text, switchyard::state::DEFAULT_MAX_BYTES)
+        .map_err(|e| InputError::Document {
+            path: shown.to_owned(),
+            detail: e.to_string(),
+        })?;
+    let config = match config_path {
+        Some(p) => match config::load_file(p, env, &LoadOptions::default()) {
+            Ok(loaded) => Some(loaded.config),
+            Err(errors) => {
+                return Ok(Loaded::Rejected(
+                    errors.errors.iter().map(finding_from_diagnostic).collect(),
+                ))
+            }
+        },
+        None => None,
+    };
+    let listed = doc.config_file.as_ref().map_or(0, |c| c.models.len());
+    if config.is_none() && listed > 0 {
+        return Err(InputError::Document {
+            path: shown.to_owned(),
+            detail: format!(
+                "the export lists {listed} config-file deployments by name only\nhint: pass --config FILE (the gateway's config.yaml) so the audit knows their providers, regions and limits"
+            ),
+        });
+    }
+    Ok(Loaded::Input(Box::new(from_export(&doc, config.as_ref()))))
+}
+
+/// Builds the input from a Switchyard export (and the config file it was exported beside):
+/// the config's deployments and router settings, the runtime models, and every team and key
+/// with its own router settings. Keys and teams are named by alias (never by secret).
+pub fn from_export(doc: &switchyard::state::StateDocument, config: Option<&Config>) -> AuditInput {
+    let mut input = config.map_or_else(
+        || AuditInput {
+            kind: INPUT_KIND.to_owned(),
+            version: INPUT_VERSION,
+            ..AuditInput::default()
+        },
+        |c| from_config(c, Vec::new()),
+    );
+    if config.is_none() {
+        if let Some(cf) = &doc.config_file {
+            input.router_settings = cf.router_settings.clone();
+        }
+    }
+    let str_of = |m: &BTreeMap<String, serde_json::Value>, k: &str| {
+        m.get(k).and_then(|v| v.as_str()).map(str::to_owned)
+    };
+    let num_of = |m: &BTreeMap<String, serde_json::Value>, k: &str| {
+        m.get(k).and_then(serde_json::Value::as_u64)
+    };
+    for m in doc.spec.models.iter().flatten() {
+        let model = str_of(&m.litellm_params, "model").unwrap_or_default();
+        input.deployments.push(DeploymentInfo {
+            id: m.model_id.clone(),
+            group: m.model_name.clone(),
+            provider: model
+                .split_once('/')
+                .map_or("openai", |(prefix, _)| prefix)
+                .to_owned(),
+            region: str_of(&m.litellm_params, "region_name"),
+            context_window: num_of(&m.model_info, "max_input_tokens"),
+            rpm: num_of(&m.litellm_params, "rpm"),
+            tpm: num_of(&m.litellm_params, "tpm"),
+        });
+    }
+    let team_names: BTreeMap<&str, String> = doc
+        .spec
+        .teams
+        .iter()
+        .flatten()
+        .map(|t| {
+            (
+                t.team_id.as_str(),
+                t.team_alias.clone().unwrap_or_else(|| t.team_id.clone()),
+            )
+        })
+        .collect();
+    for t in doc.spec.teams.iter().flatten() {
+        input.teams.push(Principal {
+            name: team_names[t.team_id.as_str()].clone(),
+            team: None,
+            models: t.models.clone(),
+            max_budget: t.max_budget.map(|b| b.dollars()),
+            router_settings: t.router_settings.clone().unwrap_or_default(),
+        });
+    }
+    for k in doc.spec.keys.iter().flatten() {
+        input.keys.push(Principal {
+            name: k.key_alias.clone().unwrap_or_else(|| k.public_id.clone()),
+            team: k
+                .team_id
+                .as_deref()
+                .map(|id| team_names.get(id).cloned().unwrap_or_else(|| id.to_owned())),
+            models: k.models.clone(),
+            max_budget: k.max_budget.map(|b| b.dollars()),
+            router_settings: k.router_settings.clone().unwrap_or_default(),
+        });
+    }
+    input
+}
+
 /// What `drill audit FILE` was given.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum InputFormat {
-    /// Decide from the content: an audit input document has `kind: switchyard-audit-input`.
+    /// Decide from the content: an audit input document has `kind: switchyard-audit-input`,
+    /// an export `kind: switchyard/state`.
     Auto,
     /// A LiteLLM-compatible `config.yaml`.
     Litellm,
     /// An audit input document (JSON or YAML).
     Input,
+    /// A Switchyard export (`kind: switchyard/state`, from `switchyard config export`).
+    Export,
 }
 
 /// The input could not be read at all (exit 2), as opposed to a config with errors (findings).
@@ -230,6 +344,17 @@ pub fn load(
     format: InputFormat,
     env: &dyn Fn(&str) -> Option<String>,
 ) -> Result<Loaded, InputError> {
+    load_with(path, format, env, None)
+}
+
+/// [`load`], with the gateway's `config.yaml` beside a Switchyard export: an export lists the
+/// config file's deployments by name only, so their providers, regions and limits come from it.
+pub fn load_with(
+    path: &Path,
+    format: InputFormat,
+    env: &dyn Fn(&str) -> Option<String>,
+    config_path: Option<&Path>,
+) -> Result<Loaded, InputError> {
     let shown = path.display().to_string();
     let text = std::fs::read_to_string(path).map_err(|source| InputError::Read {
         path: shown.clone(),
@@ -240,7 +365,7 @@ pub fn load(
     let parsed: Result<serde_yaml::Value, _> = serde_yaml::from_str(&text);
     let value = match parsed {
         Ok(v) => v,
-        Err(e) if format == InputFormat::Input => {
+        Err(e) if matches!(format, InputFormat::Input | InputFormat::Export) => {
             return Err(InputError::Syntax {
                 path: shown,
                 detail: e.to_string(),
@@ -265,14 +390,15 @@ pub fn load(
             detail: "the document is not a mapping".into(),
         });
     };
-    let is_input = map
-        .get("kind")
-        .and_then(|k| k.as_str())
-        .is_some_and(|k| k == INPUT_KIND);
+    let kind = map.get("kind").and_then(|k| k.as_str());
+    if format == InputFormat::Export || (format == InputFormat::Auto && kind == Some(EXPORT_KIND)) {
+        return from_export_text(&text, &shown, config_path, env);
+    }
+    let is_input = kind == Some(INPUT_KIND);
     let as_input = match format {
         InputFormat::Auto => is_input,
         InputFormat::Input => true,
-        InputFormat::Litellm => false,
+        InputFormat::Litellm | InputFormat::Export => false,
     };
     if as_input {
         if let Some(v) = map.get("version").and_then(|v| v.as_u64()) {

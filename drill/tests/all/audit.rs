@@ -161,3 +161,27 @@ fn shared_corpus_audits_without_crashing() {
     println!("audited {audited} corpus configs");
     assert_eq!(audited, paths.len());
 }
+
+#[test]
+fn a_switchyard_export_is_audited_with_its_config_file() {
+    let dir = fixtures().join("audit");
+    let export = dir.join("export.yaml");
+    let config = dir.join("clean.yaml");
+    let Loaded::Input(input) =
+        audit::input::load_with(&export, InputFormat::Auto, &no_env, Some(&config)).unwrap()
+    else {
+        panic!("the export was rejected")
+    };
+    // Keys and teams come from the export, named by alias, with the key's team resolved.
+    assert_eq!(input.keys.len(), 1);
+    assert_eq!(input.keys[0].name, "checkout-bot");
+    assert_eq!(input.keys[0].team.as_deref(), Some("checkout"));
+    assert_eq!(input.teams[0].max_budget, Some(500.0));
+    let ids: Vec<String> = audit::audit(&input).into_iter().map(|f| f.id).collect();
+    assert_eq!(ids, vec!["access.fallback-target".to_owned()]);
+    // Without the config file the export's deployments are names only: refused with the fix.
+    let err = audit::input::load_with(&export, InputFormat::Auto, &no_env, None)
+        .err()
+        .unwrap();
+    assert!(err.to_string().contains("pass --config FILE"), "{err}");
+}
