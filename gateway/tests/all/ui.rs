@@ -448,16 +448,23 @@ async fn browser() -> Option<Browser> {
 
 use fantoccini::Locator::Css;
 
-/// Waits (bounded) for the element, so a click that navigates has landed before reading.
+/// Waits (bounded) for the element and reads its text. An element found on the page a click
+/// is navigating away from goes stale before it is read: then it is looked up again (bounded).
 async fn text(c: &fantoccini::Client, css: &str) -> String {
-    c.wait()
-        .at_most(Duration::from_secs(20))
-        .for_element(Css(css))
-        .await
-        .unwrap_or_else(|e| panic!("{css}: {e}"))
-        .text()
-        .await
-        .unwrap()
+    for _ in 0..20 {
+        let el = c
+            .wait()
+            .at_most(Duration::from_secs(20))
+            .for_element(Css(css))
+            .await
+            .unwrap_or_else(|e| panic!("{css}: {e}"));
+        match el.text().await {
+            Ok(t) => return t,
+            Err(e) if e.to_string().contains("stale element") => continue,
+            Err(e) => panic!("{css}: {e}"),
+        }
+    }
+    panic!("{css}: the element went stale 20 times")
 }
 
 /// Waits (bounded) for the confirmation line containing `needle` after a form post.
@@ -746,9 +753,10 @@ async fn export_from_one_gateway_and_import_into_another_in_headless_chromium() 
         .await
         .unwrap();
         click(c, "#import-form button[type=submit]").await;
+        // The plan summary exists only on the plan page: read it first, so `main` is the new page's.
+        let summary = text(c, "#plan-summary").await;
         let main = text(c, "main").await;
         assert!(main.contains("Import plan"), "{main}");
-        let summary = text(c, "#plan-summary").await;
         assert!(summary.contains("0 conflict"), "{summary}");
         let table = text(c, "#plan-table").await;
         assert!(
