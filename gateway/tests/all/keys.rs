@@ -78,15 +78,15 @@ pub(crate) async fn stores_with(
     (out, None)
 }
 
-struct Fixture {
-    gw: Gateway,
+pub(crate) struct Fixture {
+    pub(crate) gw: Gateway,
     _a: MockServer,
-    b: MockServer,
-    c: MockServer,
+    pub(crate) b: MockServer,
+    pub(crate) c: MockServer,
 }
 
 /// Groups `a` (always 500), `b` and `c` (answer "from b" / "from c"), no retries.
-async fn fixture(store: Arc<dyn Store>) -> Fixture {
+pub(crate) async fn fixture(store: Arc<dyn Store>) -> Fixture {
     let a = upstream(openai_error(500, "api_error", None, "a is down")).await;
     let b = ok_upstream("from b").await;
     let c = ok_upstream("from c").await;

@@ -2,44 +2,13 @@
 //! key fallback editor end to end in headless Chromium driven through chromedriver.
 
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::{json, Value};
-use switchyard::config::{Config, RouterSettings};
-use switchyard::store::{self, Store};
-use wiremock::MockServer;
+use switchyard::store;
 
 use crate::harness::*;
-use crate::keys::{admin_get, chat, drop_schema, generate, stores, MASTER};
-
-struct Fixture {
-    gw: Gateway,
-    _a: MockServer,
-    b: MockServer,
-    c: MockServer,
-}
-
-/// Groups `a` (always 500), `b` and `c` (answer "from b" / "from c"), no retries.
-async fn fixture(store: Arc<dyn Store>) -> Fixture {
-    let a = upstream(openai_error(500, "api_error", None, "a is down")).await;
-    let b = ok_upstream("from b").await;
-    let c = ok_upstream("from c").await;
-    let cfg: Config = config(
-        vec![
-            openai("a1", "a", &a),
-            openai("b1", "b", &b),
-            openai("c1", "c", &c),
-        ],
-        RouterSettings {
-            num_retries: Some(0),
-            disable_cooldowns: Some(true),
-            ..Default::default()
-        },
-    );
-    let gw = start_with_store(cfg, Some(MASTER), Some(store)).await;
-    Fixture { gw, _a: a, b, c }
-}
+use crate::keys::{admin_get, chat, drop_schema, fixture, generate, stores, MASTER};
 
 fn http() -> reqwest::Client {
     reqwest::Client::builder()
