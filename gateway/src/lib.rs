@@ -31,7 +31,7 @@ use crate::config::{defaults, Config};
 use crate::error::ApiError;
 use crate::keys::auth::{presented_token, Authenticator, MasterKeyAuth};
 use crate::keys::cache::KeyCache;
-use crate::keys::effective::EffectiveRouterSettings;
+use crate::keys::global::GlobalRouterSettings;
 use crate::keys::limits::Limiters;
 use crate::keys::spend::{Ledger, SpendRecorder};
 use crate::keys::virtual_key::VirtualKeyAuth;
@@ -46,11 +46,13 @@ pub struct AppState(Arc<AppInner>);
 
 pub struct AppInner {
     pub config: Arc<Config>,
-    pub router: ModelRouter,
+    pub router: Arc<ModelRouter>,
     pub client: ProviderClient,
     pub auth: Arc<dyn Authenticator>,
     pub metrics: Arc<Metrics>,
-    pub global_settings: Arc<EffectiveRouterSettings>,
+    /// Global router settings: the config file's, with the runtime block (state import) over
+    /// them field by field.
+    pub global_settings: Arc<GlobalRouterSettings>,
     pub max_body: usize,
     /// The SQL store, when one is configured: virtual keys and the admin API need it.
     pub store: Option<Arc<dyn Store>>,
@@ -83,11 +85,12 @@ pub struct StateOptions {
 impl AppState {
     pub fn new(config: Config, opts: StateOptions) -> Self {
         let metrics = Arc::new(Metrics::new());
-        let global_settings = Arc::new(EffectiveRouterSettings::global(&config.router_settings));
+        let global_settings = Arc::new(GlobalRouterSettings::new(config.router_settings.clone()));
         let mut router = ModelRouter::new(&config, Arc::clone(&metrics));
         if opts.no_jitter {
             router = router.without_jitter();
         }
+        let router = Arc::new(router);
         let master_key = opts
             .master_key
             .or_else(|| config.general_settings.master_key.clone());
@@ -102,7 +105,8 @@ impl AppState {
                 Arc::clone(&key_cache),
                 Arc::clone(&limiters),
                 Arc::clone(&ledger),
-                &config,
+                Arc::clone(&global_settings),
+                Arc::clone(&router),
             )),
             None => Arc::new(master),
         };
@@ -131,6 +135,15 @@ impl AppState {
             limiters,
             spend,
         }))
+    }
+
+    /// Installs what the store holds for routing: the runtime global router settings, then the
+    /// runtime models (merged with the config file's). Returns how many runtime models serve.
+    pub async fn load_runtime(&self) -> Result<usize, crate::store::StoreError> {
+        if let Some(store) = &self.store {
+            self.global_settings.load(store.as_ref()).await?;
+        }
+        admin::models::load(self).await
     }
 
     /// Waits until recorded spend is in the store (at most `deadline`); `false` on timeout.

@@ -110,12 +110,13 @@ async fn serve(args: ServeArgs) -> ExitCode {
             ..Default::default()
         },
     );
-    // Runtime models (`/model/new`) serve from the start, merged with the config file's.
-    match crate::admin::models::load(&state).await {
+    // Runtime global router settings and runtime models (`/model/new`) apply from the start,
+    // over and beside the config file's.
+    match state.load_runtime().await {
         Ok(0) => {}
         Ok(n) => tracing::info!(runtime_models = n, "runtime models loaded from the store"),
         Err(e) => {
-            eprintln!("error: cannot read runtime models from the store: {e}");
+            eprintln!("error: cannot read runtime router settings and models from the store: {e}");
             return ExitCode::from(1);
         }
     }

@@ -312,7 +312,8 @@ pub async fn info(
         Some(t) => store.team(t).await?,
         None => None,
     };
-    let effective = resolve_settings(&rec.spec, team.as_ref(), &state.config.router_settings);
+    let global = state.global_settings.current();
+    let effective = resolve_settings(&rec.spec, team.as_ref(), &global.merged);
     Ok(Json(json!({
         "key": rec.spec.token_hash.as_str(),
         "info": view(&rec),

@@ -240,6 +240,8 @@ pub async fn load(state: &AppState) -> Result<usize, StoreError> {
     }
     let n = deployments.len();
     state.router.set_runtime(deployments);
+    // Resolved keys hold groups expanded from the old table's access groups.
+    state.key_cache.invalidate_all();
     Ok(n)
 }
 

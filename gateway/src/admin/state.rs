@@ -140,8 +140,12 @@ pub async fn import(State(state): State<AppState>, bytes: Bytes) -> Result<Respo
         state::apply(store.as_ref(), &Actor::new("import"), &plan)
             .await
             .map_err(import_error)?;
-        // Keys, teams and their settings may have changed: resolve them afresh; runtime
-        // models may have changed: install the new routing table.
+        // The global router settings may have changed: install them before keys resolve
+        // afresh against them. Keys, teams and their settings may have changed: resolve them
+        // afresh; runtime models may have changed: install the new routing table.
+        if let Err(e) = state.global_settings.load(store.as_ref()).await {
+            tracing::warn!(error = %e, "global router settings not reloaded; the previous ones stay");
+        }
         state.key_cache.invalidate_all();
         super::models::reload_after_change(&state).await;
         !plan.is_noop()

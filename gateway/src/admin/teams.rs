@@ -12,7 +12,7 @@ use crate::config::RouterSettings;
 use crate::error::ApiError;
 use crate::store::{
     Actor, JsonObject, Page, Store, Team, TeamFilter, TeamMember, TeamPatch, TeamRole, TeamSpec,
-    Usd, UserSpec,
+    Usd,
 };
 use crate::AppState;
 
@@ -146,18 +146,6 @@ fn view(t: &Team) -> Value {
     v
 }
 
-/// Members must exist as users; LiteLLM creates them on the fly, and so do we.
-async fn ensure_users(store: &dyn Store, members: &[TeamMember]) -> Result<(), ApiError> {
-    for m in members {
-        if store.user(&m.user_id).await?.is_none() {
-            store
-                .create_user(&Actor::master_key(), &UserSpec::new(m.user_id.clone()))
-                .await?;
-        }
-    }
-    Ok(())
-}
-
 async fn find(store: &dyn Store, id: &str) -> Result<Team, ApiError> {
     store
         .team(id)
@@ -194,8 +182,10 @@ pub async fn create(State(state): State<AppState>, bytes: Bytes) -> Result<Json<
         blocked: b.blocked,
         members,
     };
-    ensure_users(store.as_ref(), &spec.members).await?;
-    let team = store.create_team(&Actor::master_key(), &spec).await?;
+    // Members that are not users yet are created with the team, in one transaction.
+    let team = store
+        .create_team_and_users(&Actor::master_key(), &spec)
+        .await?;
     state.key_cache.invalidate_all();
     Ok(Json(view(&team)))
 }
@@ -295,21 +285,11 @@ pub async fn member_add(
             .map(|m| TeamMember::new(m.user_id, m.role))
             .collect(),
     };
-    find(store.as_ref(), &b.team_id).await?;
-    ensure_users(store.as_ref(), &members).await?;
-    let mut team = None;
-    for m in &members {
-        team = Some(
-            store
-                .add_team_member(&Actor::master_key(), &b.team_id, m)
-                .await?,
-        );
-    }
+    // Missing users, memberships and audit entries in one transaction: all or nothing.
+    let team = store
+        .add_team_members(&Actor::master_key(), &b.team_id, &members)
+        .await?;
     state.key_cache.invalidate_all();
-    let team = match team {
-        Some(t) => t,
-        None => find(store.as_ref(), &b.team_id).await?,
-    };
     Ok(Json(view(&team)))
 }
 

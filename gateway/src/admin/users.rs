@@ -12,8 +12,8 @@ use serde_json::{json, Value};
 use super::{body, double, query_error, store};
 use crate::error::ApiError;
 use crate::store::{
-    Actor, JsonObject, KeyFilter, Page, Store, TeamFilter, TeamMember, TeamRole, Usd, User,
-    UserFilter, UserPatch, UserRole, UserSpec,
+    Actor, JsonObject, KeyFilter, Page, Store, TeamFilter, Usd, User, UserFilter, UserPatch,
+    UserRole, UserSpec,
 };
 use crate::AppState;
 
@@ -115,15 +115,6 @@ async fn find(store: &dyn Store, id: &str) -> Result<User, ApiError> {
 pub async fn create(State(state): State<AppState>, bytes: Bytes) -> Result<Json<Value>, ApiError> {
     let store = store(&state)?;
     let b: NewBody = body(&bytes)?;
-    // Every team must exist before anything is written.
-    for team in &b.teams {
-        if store.team(team).await?.is_none() {
-            return Err(
-                ApiError::bad_request(format!("teams references unknown team {team:?}"))
-                    .with_param("teams"),
-            );
-        }
-    }
     let spec = UserSpec {
         user_id: b
             .user_id
@@ -138,12 +129,10 @@ pub async fn create(State(state): State<AppState>, bytes: Bytes) -> Result<Json<
         tpm_limit: b.tpm_limit,
         metadata: b.metadata,
     };
-    let actor = Actor::master_key();
-    let user = store.create_user(&actor, &spec).await?;
-    for team in &b.teams {
-        let member = TeamMember::new(user.spec.user_id.clone(), TeamRole::default());
-        store.add_team_member(&actor, team, &member).await?;
-    }
+    // User, memberships and audit entries in one transaction: an unknown team writes nothing.
+    let user = store
+        .create_user_in_teams(&Actor::master_key(), &spec, &b.teams)
+        .await?;
     state.key_cache.invalidate_all();
     let mut v = view(&user);
     if let Some(m) = v.as_object_mut() {

@@ -12,6 +12,7 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 use super::effective::EffectiveRouterSettings;
+use super::global::GlobalRouterSettings;
 use super::limits::ParallelGuard;
 use super::spend::LedgerEntry;
 use crate::error::ApiError;
@@ -134,15 +135,13 @@ pub fn secrets_equal(presented: &str, expected: &str) -> bool {
 /// Accepts the master key only (or everyone when none is configured).
 pub struct MasterKeyAuth {
     master_key: Option<SecretString>,
-    settings: Arc<EffectiveRouterSettings>,
+    /// The master key's settings are the global layer, as it is at each request.
+    global: Arc<GlobalRouterSettings>,
 }
 
 impl MasterKeyAuth {
-    pub fn new(master_key: Option<SecretString>, settings: Arc<EffectiveRouterSettings>) -> Self {
-        MasterKeyAuth {
-            master_key,
-            settings,
-        }
+    pub fn new(master_key: Option<SecretString>, global: Arc<GlobalRouterSettings>) -> Self {
+        MasterKeyAuth { master_key, global }
     }
 
     /// Checks `token` against the master key; `Ok(true)` when no master key is configured.
@@ -164,7 +163,7 @@ impl Authenticator for MasterKeyAuth {
         let principal = self.check(token)?;
         Ok(AuthContext {
             principal,
-            settings: Arc::clone(&self.settings),
+            settings: Arc::clone(&self.global.current().effective),
             allowed_groups: None,
             key: None,
             parallel: None,
@@ -193,7 +192,7 @@ mod tests {
 
     #[tokio::test]
     async fn master_key_is_required_when_configured() {
-        let s = Arc::new(EffectiveRouterSettings::global(&Default::default()));
+        let s = Arc::new(GlobalRouterSettings::new(Default::default()));
         let auth = MasterKeyAuth::new(Some(SecretString::from("sk-master")), s);
         assert!(auth.authenticate(Some("sk-master")).await.is_ok());
         let err = auth.authenticate(Some("sk-wrong")).await.unwrap_err();

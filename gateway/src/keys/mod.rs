@@ -3,6 +3,7 @@
 pub mod auth;
 pub mod cache;
 pub mod effective;
+pub mod global;
 pub mod limits;
 pub mod spend;
 pub mod virtual_key;

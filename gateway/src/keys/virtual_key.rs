@@ -1,5 +1,8 @@
 //! Virtual-key authentication: the master key first, then the presented key's hash looked up
 //! through [`KeyCache`], resolving Key > Team > Global router settings and allowed groups.
+//! Access groups expand against the live routing table (`model_info.access_groups` of the
+//! config file's and the runtime deployments) and the store's access groups; a table swap
+//! clears the key cache (`admin::models::load`), so the next request sees the new table.
 
 use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
@@ -13,10 +16,12 @@ use super::auth::{
 };
 use super::cache::{Cached, KeyCache, ResolvedKey};
 use super::effective::{EffectiveRouterSettings, Source};
+use super::global::GlobalRouterSettings;
 use super::limits::{Limiters, PARALLEL_RETRY_AFTER};
 use super::spend::{key_subject, team_subject, Ledger};
 use crate::config::{Config, RouterSettings};
 use crate::error::ApiError;
+use crate::router::ModelRouter;
 use crate::store::{self, KeySpec, KeyStatus, Store, StoreError, Team};
 
 /// LiteLLM's name for "every model".
@@ -29,9 +34,10 @@ pub struct VirtualKeyAuth {
     cache: Arc<KeyCache>,
     limiters: Arc<Limiters>,
     ledger: Arc<Ledger>,
-    global: RouterSettings,
-    /// Config `model_info.access_groups`: access group → model groups.
-    config_access_groups: BTreeMap<String, Vec<String>>,
+    /// Global router settings: the config file's with the runtime block over them.
+    global: Arc<GlobalRouterSettings>,
+    /// The routing table, for the access groups of its deployments.
+    router: Arc<ModelRouter>,
 }
 
 impl VirtualKeyAuth {
@@ -41,7 +47,8 @@ impl VirtualKeyAuth {
         cache: Arc<KeyCache>,
         limiters: Arc<Limiters>,
         ledger: Arc<Ledger>,
-        config: &Config,
+        global: Arc<GlobalRouterSettings>,
+        router: Arc<ModelRouter>,
     ) -> Self {
         VirtualKeyAuth {
             master,
@@ -49,8 +56,8 @@ impl VirtualKeyAuth {
             cache,
             limiters,
             ledger,
-            global: config.router_settings.clone(),
-            config_access_groups: config_access_groups(config),
+            global,
+            router,
         }
     }
 
@@ -78,7 +85,7 @@ impl VirtualKeyAuth {
             }
             None => (None, Default::default()),
         };
-        let settings = resolve_settings(&record.spec, team.as_ref(), &self.global);
+        let settings = resolve_settings(&record.spec, team.as_ref(), &self.global.current().merged);
         let models = if !record.spec.models.is_empty() {
             record.spec.models.clone()
         } else {
@@ -201,10 +208,11 @@ impl VirtualKeyAuth {
         if models.is_empty() || models.iter().any(|m| m == ALL_MODELS) {
             return Ok(None);
         }
+        let table = self.router.groups();
         let mut out = HashSet::new();
         for m in models {
             out.insert(m.clone());
-            if let Some(groups) = self.config_access_groups.get(m) {
+            if let Some(groups) = table.access_group(m) {
                 out.extend(groups.iter().cloned());
             }
             if let Some(ag) = self.store.access_group(m).await? {

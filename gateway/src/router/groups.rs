@@ -148,6 +148,9 @@ pub struct ModelGroups {
     by_id: HashMap<DeploymentId, Arc<DeploymentState>>,
     /// Wildcard groups (`openai/*`, `*`): prefix before the `*`, longest first.
     wildcards: Vec<(String, String)>,
+    /// `model_info.access_groups` of every deployment in the table, inverted: access group →
+    /// model groups (sorted). Built with the table, so it follows runtime models.
+    access_groups: BTreeMap<String, Vec<String>>,
 }
 
 impl ModelGroups {
@@ -170,8 +173,16 @@ impl ModelGroups {
         let mut groups = BTreeMap::new();
         let mut by_id = HashMap::new();
         let mut wildcards = Vec::new();
+        let mut access_groups: BTreeMap<String, Vec<String>> = BTreeMap::new();
         for (name, deployments) in members {
             let size = deployments.len();
+            for ag in deployments.iter().flat_map(|d| &d.info.access_groups) {
+                let v = access_groups.entry(ag.clone()).or_default();
+                // Groups come in name order, so a duplicate can only be the last one.
+                if v.last() != Some(&name) {
+                    v.push(name.clone());
+                }
+            }
             let states: Vec<Arc<DeploymentState>> = deployments
                 .into_iter()
                 .map(|d| {
@@ -203,7 +214,13 @@ impl ModelGroups {
             groups,
             by_id,
             wildcards,
+            access_groups,
         }
+    }
+
+    /// The model groups an access group opens, from the deployments in this table.
+    pub fn access_group(&self, name: &str) -> Option<&[String]> {
+        self.access_groups.get(name).map(Vec::as_slice)
     }
 
     /// Resolves a client-supplied model name: alias, then exact group, then deployment id,
@@ -334,5 +351,26 @@ mod tests {
             kept,
             third.deployment(&DeploymentId("a1".into())).unwrap()
         ));
+    }
+
+    #[test]
+    fn access_groups_follow_the_deployments_of_the_table() {
+        let metrics = Metrics::new();
+        let mut a1 = deployment("a1", "a", "http://a");
+        a1.info.access_groups = vec!["g".into(), "h".into()];
+        let mut a2 = deployment("a2", "a", "http://a2");
+        a2.info.access_groups = vec!["g".into()];
+        let mut b1 = deployment("b1", "b", "http://b");
+        b1.info.access_groups = vec!["g".into()];
+        let first = ModelGroups::build([a1.clone(), a2, b1], &metrics, None);
+        assert_eq!(
+            first.access_group("g"),
+            Some(&["a".to_string(), "b".to_string()][..])
+        );
+        assert_eq!(first.access_group("h"), Some(&["a".to_string()][..]));
+        // b1 leaves the table: g no longer opens b.
+        let second = ModelGroups::build([a1], &metrics, Some(&first));
+        assert_eq!(second.access_group("g"), Some(&["a".to_string()][..]));
+        assert_eq!(second.access_group("x"), None);
     }
 }

@@ -135,6 +135,15 @@ pub trait BudgetStore: Send + Sync {
 #[async_trait]
 pub trait UserStore: Send + Sync {
     async fn create_user(&self, actor: &Actor, spec: &UserSpec) -> Result<User, StoreError>;
+    /// Creates the user and makes it a member (default role) of every team in `teams`, in one
+    /// transaction with its audit entries: an unknown team is an `UnknownReference` on
+    /// `teams` and nothing is written.
+    async fn create_user_in_teams(
+        &self,
+        actor: &Actor,
+        spec: &UserSpec,
+        teams: &[String],
+    ) -> Result<User, StoreError>;
     async fn user(&self, id: &str) -> Result<Option<User>, StoreError>;
     async fn update_user(
         &self,
@@ -162,6 +171,13 @@ pub trait TeamStore: Send + Sync {
     /// Refused with `InUse` while keys belong to it.
     async fn delete_team(&self, actor: &Actor, id: &str) -> Result<Team, StoreError>;
     async fn list_teams(&self, filter: &TeamFilter, page: Page) -> Result<Paged<Team>, StoreError>;
+    /// [`TeamStore::create_team`], creating the members that are not users yet (as LiteLLM
+    /// does), all in one transaction.
+    async fn create_team_and_users(
+        &self,
+        actor: &Actor,
+        spec: &TeamSpec,
+    ) -> Result<Team, StoreError>;
     /// Adds a member or changes their role.
     async fn add_team_member(
         &self,
@@ -174,6 +190,14 @@ pub trait TeamStore: Send + Sync {
         actor: &Actor,
         team_id: &str,
         user_id: &str,
+    ) -> Result<Team, StoreError>;
+    /// Adds (or re-roles) every member in one transaction, creating the members that are not
+    /// users yet; the team must exist.
+    async fn add_team_members(
+        &self,
+        actor: &Actor,
+        team_id: &str,
+        members: &[TeamMember],
     ) -> Result<Team, StoreError>;
 }
 

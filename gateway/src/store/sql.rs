@@ -1567,19 +1567,32 @@ fn prepared<E: Entity>(spec: &E::Spec) -> Result<E::Spec> {
 async fn create<E: Entity>(store: &This, actor: &Actor, spec: &E::Spec) -> Result<E> {
     let spec = prepared::<E>(spec)?;
     let mut tx = store.begin_write().await?;
+    let now = now();
+    let (rec, audit) = create_in::<E>(&mut tx, actor, spec, now).await?;
+    write_audit(&mut tx, actor, now, vec![audit]).await?;
+    tx.commit().await.map_err(db_err)?;
+    Ok(rec)
+}
+
+/// Inserts a prepared `spec` inside the caller's transaction; returns it with its audit row.
+async fn create_in<E: Entity>(
+    tx: &mut Conn,
+    actor: &Actor,
+    spec: E::Spec,
+    now: DateTime<Utc>,
+) -> Result<(E, AuditRow)> {
     let id = E::id(&spec).to_owned();
-    if exists(&mut tx, E::TABLE.name, E::TABLE.pk, &id).await? {
+    if exists(tx, E::TABLE.name, E::TABLE.pk, &id).await? {
         return Err(StoreError::Conflict {
             kind: E::KIND,
             field: E::TABLE.pk,
             value: id,
         });
     }
-    check_uniques::<E>(&mut tx, &spec).await?;
-    check_refs::<E>(&mut tx, &spec).await?;
-    let now = now();
+    check_uniques::<E>(tx, &spec).await?;
+    check_refs::<E>(tx, &spec).await?;
     let rec = E::build(spec, None, now, actor);
-    write_records(&mut tx, std::slice::from_ref(&rec), false).await?;
+    write_records(tx, std::slice::from_ref(&rec), false).await?;
     let audit = AuditRow {
         action: AuditAction::Create,
         kind: E::KIND,
@@ -1587,9 +1600,7 @@ async fn create<E: Entity>(store: &This, actor: &Actor, spec: &E::Spec) -> Resul
         before: None,
         after: Some(to_value(rec.spec())?),
     };
-    write_audit(&mut tx, actor, now, vec![audit]).await?;
-    tx.commit().await.map_err(db_err)?;
-    Ok(rec)
+    Ok((rec, audit))
 }
 
 async fn update<E, F>(
@@ -1604,17 +1615,39 @@ where
     F: FnOnce(&mut E::Spec) -> Result<()> + Send,
 {
     let mut tx = store.begin_write().await?;
-    let prev = fetch_one::<E>(&mut tx, id, true)
+    let now = now();
+    let (rec, audit) = update_in::<E, F>(&mut tx, actor, id, action, edit, now)
         .await?
         .ok_or_else(|| StoreError::not_found(E::KIND, id))?;
+    write_audit(&mut tx, actor, now, vec![audit]).await?;
+    tx.commit().await.map_err(db_err)?;
+    Ok(rec)
+}
+
+/// Edits the object `id` inside the caller's transaction (its row locked on PostgreSQL);
+/// returns it with its audit row, or `None` when it does not exist.
+async fn update_in<E, F>(
+    tx: &mut Conn,
+    actor: &Actor,
+    id: &str,
+    action: AuditAction,
+    edit: F,
+    now: DateTime<Utc>,
+) -> Result<Option<(E, AuditRow)>>
+where
+    E: Entity,
+    F: FnOnce(&mut E::Spec) -> Result<()> + Send,
+{
+    let Some(prev) = fetch_one::<E>(tx, id, true).await? else {
+        return Ok(None);
+    };
     let mut spec = prev.spec().clone();
     edit(&mut spec)?;
     let spec = prepared::<E>(&spec)?;
-    check_uniques::<E>(&mut tx, &spec).await?;
-    check_refs::<E>(&mut tx, &spec).await?;
-    let now = now();
+    check_uniques::<E>(tx, &spec).await?;
+    check_refs::<E>(tx, &spec).await?;
     let rec = E::build(spec, Some(&prev), now, actor);
-    write_records(&mut tx, std::slice::from_ref(&rec), true).await?;
+    write_records(tx, std::slice::from_ref(&rec), true).await?;
     let audit = AuditRow {
         action,
         kind: E::KIND,
@@ -1622,9 +1655,32 @@ where
         before: Some(to_value(prev.spec())?),
         after: Some(to_value(rec.spec())?),
     };
-    write_audit(&mut tx, actor, now, vec![audit]).await?;
-    tx.commit().await.map_err(db_err)?;
-    Ok(rec)
+    Ok(Some((rec, audit)))
+}
+
+/// Creates, inside the caller's transaction, the members that are not users yet (LiteLLM
+/// creates them on the fly); returns their audit rows.
+async fn create_missing_users(
+    tx: &mut Conn,
+    actor: &Actor,
+    members: &[TeamMember],
+    now: DateTime<Utc>,
+) -> Result<Vec<AuditRow>> {
+    let mut audits = Vec::new();
+    for m in members {
+        if !exists(tx, User::TABLE.name, User::TABLE.pk, &m.user_id).await? {
+            let spec = prepared::<User>(&UserSpec::new(m.user_id.clone()))?;
+            let (_, audit) = create_in::<User>(tx, actor, spec, now).await?;
+            audits.push(audit);
+        }
+    }
+    Ok(audits)
+}
+
+/// Adds (or re-roles) `member` in a team spec.
+fn with_member(spec: &mut TeamSpec, member: &TeamMember) {
+    spec.members.retain(|m| m.user_id != member.user_id);
+    spec.members.push(member.clone());
 }
 
 async fn delete<E: Entity>(store: &This, actor: &Actor, id: &str) -> Result<E> {
@@ -1899,6 +1955,42 @@ impl BudgetStore for This {
 
 #[async_trait]
 impl UserStore for This {
+    async fn create_user_in_teams(
+        &self,
+        actor: &Actor,
+        spec: &UserSpec,
+        teams: &[String],
+    ) -> Result<User> {
+        let spec = prepared::<User>(spec)?;
+        let user_id = spec.user_id.clone();
+        let mut tx = self.begin_write().await?;
+        let now = now();
+        let (user, audit) = create_in::<User>(&mut tx, actor, spec, now).await?;
+        let mut audits = vec![audit];
+        let member = TeamMember::new(user_id, TeamRole::default());
+        for team in teams {
+            let edit = |s: &mut TeamSpec| {
+                with_member(s, &member);
+                Ok(())
+            };
+            match update_in::<Team, _>(&mut tx, actor, team, AuditAction::Update, edit, now).await?
+            {
+                Some((_, audit)) => audits.push(audit),
+                // Dropping `tx` rolls the user back with it.
+                None => {
+                    return Err(StoreError::UnknownReference {
+                        kind: ObjectKind::User,
+                        field: "teams",
+                        target: ObjectKind::Team,
+                        value: team.clone(),
+                    })
+                }
+            }
+        }
+        write_audit(&mut tx, actor, now, audits).await?;
+        tx.commit().await.map_err(db_err)?;
+        Ok(user)
+    }
     async fn create_user(&self, actor: &Actor, spec: &UserSpec) -> Result<User> {
         create(self, actor, spec).await
     }
@@ -1971,12 +2063,49 @@ impl TeamStore for This {
             team_id,
             AuditAction::Update,
             |s: &mut TeamSpec| {
-                s.members.retain(|m| m.user_id != member.user_id);
-                s.members.push(member.clone());
+                with_member(s, member);
                 Ok(())
             },
         )
         .await
+    }
+    async fn create_team_and_users(&self, actor: &Actor, spec: &TeamSpec) -> Result<Team> {
+        let spec = prepared::<Team>(spec)?;
+        let mut tx = self.begin_write().await?;
+        let now = now();
+        let mut audits = create_missing_users(&mut tx, actor, &spec.members, now).await?;
+        let (team, audit) = create_in::<Team>(&mut tx, actor, spec, now).await?;
+        audits.push(audit);
+        write_audit(&mut tx, actor, now, audits).await?;
+        tx.commit().await.map_err(db_err)?;
+        Ok(team)
+    }
+    async fn add_team_members(
+        &self,
+        actor: &Actor,
+        team_id: &str,
+        members: &[TeamMember],
+    ) -> Result<Team> {
+        let mut tx = self.begin_write().await?;
+        let now = now();
+        if !exists(&mut tx, Team::TABLE.name, Team::TABLE.pk, team_id).await? {
+            return Err(StoreError::not_found(ObjectKind::Team, team_id));
+        }
+        let mut audits = create_missing_users(&mut tx, actor, members, now).await?;
+        let edit = |s: &mut TeamSpec| {
+            for m in members {
+                with_member(s, m);
+            }
+            Ok(())
+        };
+        let (team, audit) =
+            update_in::<Team, _>(&mut tx, actor, team_id, AuditAction::Update, edit, now)
+                .await?
+                .ok_or_else(|| StoreError::not_found(ObjectKind::Team, team_id))?;
+        audits.push(audit);
+        write_audit(&mut tx, actor, now, audits).await?;
+        tx.commit().await.map_err(db_err)?;
+        Ok(team)
     }
     async fn remove_team_member(
         &self,

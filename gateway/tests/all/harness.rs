@@ -47,7 +47,7 @@ pub async fn start_with_store(
             store,
         },
     );
-    switchyard::admin::models::load(&state).await.unwrap();
+    state.load_runtime().await.unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
     let (tx, rx) = oneshot::channel::<()>();

@@ -477,3 +477,240 @@ async fn rpm_limit_is_enforced_per_key_with_retry_after() {
     }
     drop_schema(pg).await;
 }
+
+/// `(status, error code)` of a chat request.
+async fn chat_error_code(gw: &Gateway, key: &str, model: &str) -> (u16, String) {
+    let r = client()
+        .post(format!("{}/v1/chat/completions", gw.url))
+        .bearer_auth(key)
+        .json(&chat_body(model))
+        .send()
+        .await
+        .unwrap();
+    let status = r.status().as_u16();
+    let v: Value = r.json().await.unwrap_or(Value::Null);
+    (
+        status,
+        v["error"]["code"].as_str().unwrap_or_default().into(),
+    )
+}
+
+/// A state document with only `spec`, as `/config/import` takes it.
+fn import_body(spec: Value) -> Value {
+    let doc = json!({"schema_version": 1, "kind": "switchyard/state",
+                     "source": {"version": "0.0.0"}, "secrets": "redacted", "spec": spec});
+    json!({"document": doc.to_string()})
+}
+
+// Issue 4: access groups of runtime models are honoured at once (no restart), dropped with the
+// model, and re-checked on every fallback hop.
+#[tokio::test]
+async fn runtime_model_access_groups_apply_at_once_and_leave_with_the_model() {
+    let (stores, pg) = stores().await;
+    for (backend, store) in stores {
+        let f = fixture(store).await;
+        let gw = &f.gw;
+        let key = generate(
+            gw,
+            json!({"models": ["a", "ag-c"], "router_settings": {"fallbacks": [{"a": ["c"]}]}}),
+        )
+        .await;
+        // Group c is not the key's yet: asked directly, and as a fallback of a.
+        assert_eq!(
+            chat_error_code(gw, &key, "c").await,
+            (403, "model_not_allowed".into()),
+            "{backend}"
+        );
+        assert_eq!(chat(gw, &key, "a").await.0, 500, "{backend}");
+        assert_eq!(calls(&f.c).await, 0, "{backend}: the hop to c is skipped");
+
+        // A runtime deployment of group c in access group ag-c opens c to the key at once.
+        let (s, v) = admin_post(
+            gw,
+            "/model/new",
+            MASTER,
+            json!({"model_name": "c",
+                   "litellm_params": {"model": "openai/gpt-c", "api_base": format!("{}/v1", f.c.uri())},
+                   "model_info": {"id": "c2", "access_groups": ["ag-c"]}}),
+        )
+        .await;
+        assert_eq!(s, 200, "{backend}: {v}");
+        assert_eq!(
+            chat(gw, &key, "c").await,
+            (200, "from c".into()),
+            "{backend}"
+        );
+        assert_eq!(
+            chat(gw, &key, "a").await,
+            (200, "from c".into()),
+            "{backend}: the fallback hop to c is allowed now"
+        );
+        let served = calls(&f.c).await;
+        assert_eq!(served, 2, "{backend}");
+
+        // Deleted: c1 (config file) still serves group c, but not to this key.
+        let (s, v) = admin_post(gw, "/model/delete", MASTER, json!({"id": "c2"})).await;
+        assert_eq!(s, 200, "{backend}: {v}");
+        assert_eq!(
+            chat_error_code(gw, &key, "c").await,
+            (403, "model_not_allowed".into()),
+            "{backend}"
+        );
+        assert_eq!(chat(gw, &key, "a").await.0, 500, "{backend}");
+        assert_eq!(
+            calls(&f.c).await,
+            served,
+            "{backend}: the hop is re-checked"
+        );
+
+        // The same through a state import: the table and the keys follow it.
+        let (s, v) = admin_post(
+            gw,
+            "/config/import",
+            MASTER,
+            import_body(json!({"models": [{"model_id": "c3", "model_name": "c",
+                "litellm_params": {"model": "openai/gpt-c", "api_base": format!("{}/v1", f.c.uri())},
+                "model_info": {"access_groups": ["ag-c"]}}]})),
+        )
+        .await;
+        assert_eq!((s, &v["applied"]), (200, &json!(true)), "{backend}: {v}");
+        assert_eq!(
+            chat(gw, &key, "c").await,
+            (200, "from c".into()),
+            "{backend}"
+        );
+        // A key without the access group still may not use c.
+        let other = generate(gw, json!({"models": ["a"]})).await;
+        assert_eq!(
+            chat_error_code(gw, &other, "c").await,
+            (403, "model_not_allowed".into()),
+            "{backend}"
+        );
+    }
+    drop_schema(pg).await;
+}
+
+// Issue 4: global router settings saved at runtime (a state import's `spec.router_settings`)
+// apply on the next request, over the config file's field by field, reported as `global`.
+#[tokio::test]
+async fn runtime_global_router_settings_apply_over_the_config_files() {
+    let (stores, pg) = stores().await;
+    for (backend, store) in stores {
+        let f = fixture(Arc::clone(&store)).await;
+        let gw = &f.gw;
+        let key = generate(gw, json!({"key_alias": "plain"})).await;
+        let key_own = generate(
+            gw,
+            json!({"key_alias": "own", "router_settings": {"fallbacks": [{"a": ["c"]}]}}),
+        )
+        .await;
+        assert_eq!(
+            chat(gw, MASTER, "a").await.0,
+            500,
+            "{backend}: no fallbacks yet"
+        );
+        assert_eq!(chat(gw, &key, "a").await.0, 500, "{backend}");
+
+        let (s, v) = admin_post(
+            gw,
+            "/config/import",
+            MASTER,
+            import_body(json!({"router_settings": {"fallbacks": [{"a": ["b"]}]}})),
+        )
+        .await;
+        assert_eq!((s, &v["applied"]), (200, &json!(true)), "{backend}: {v}");
+        let r = client()
+            .post(format!("{}/v1/chat/completions", gw.url))
+            .bearer_auth(&key)
+            .json(&chat_body("a"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "{backend}: the cached key resolves afresh");
+        assert_eq!(header(&r, "x-switchyard-settings-source"), "global");
+        assert_eq!(
+            chat(gw, MASTER, "a").await,
+            (200, "from b".into()),
+            "{backend}: the master key too"
+        );
+        assert_eq!(
+            chat(gw, &key_own, "a").await,
+            (200, "from c".into()),
+            "{backend}: a key's own field still wins"
+        );
+        let (s, info) = admin_get(gw, "/key/info?key_alias=plain", MASTER).await;
+        assert_eq!(s, 200, "{backend}: {info}");
+        let eff = &info["effective_router_settings"];
+        assert_eq!(
+            eff["fallbacks"],
+            json!({"value": [{"a": ["b"]}], "source": "global"})
+        );
+        // Field by field: the config file's num_retries is kept, as global.
+        assert_eq!(eff["num_retries"], json!({"value": 0, "source": "global"}));
+        let (_, export) = admin_get(gw, "/config/export?format=json", MASTER).await;
+        assert_eq!(
+            export["spec"]["router_settings"],
+            json!({"fallbacks": [{"a": ["b"]}]}),
+            "{backend}: {export}"
+        );
+
+        // A gateway started on the same store applies them from the start.
+        let again = start_with_store(
+            gw.state.config.as_ref().clone(),
+            Some(MASTER),
+            Some(Arc::clone(&store)),
+        )
+        .await;
+        assert_eq!(
+            chat(&again, MASTER, "a").await,
+            (200, "from b".into()),
+            "{backend}"
+        );
+        assert_eq!(calls(&f.b).await, 3, "{backend}");
+    }
+    drop_schema(pg).await;
+}
+
+// Issue 4: `/user/new` with an unknown second team is a 400 naming it, and nothing is written.
+#[tokio::test]
+async fn user_new_with_an_unknown_team_writes_nothing() {
+    let (stores, pg) = stores().await;
+    for (backend, store) in stores {
+        let f = fixture(store).await;
+        let gw = &f.gw;
+        let (s, v) = admin_post(gw, "/team/new", MASTER, json!({"team_id": "t1"})).await;
+        assert_eq!(s, 200, "{backend}: {v}");
+        let (s, v) = admin_post(
+            gw,
+            "/user/new",
+            MASTER,
+            json!({"user_id": "u1", "teams": ["t1", "ghost"]}),
+        )
+        .await;
+        assert_eq!(s, 400, "{backend}: {v}");
+        assert_eq!(v["error"]["param"], "teams", "{v}");
+        assert!(
+            v["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("\"ghost\""),
+            "{v}"
+        );
+        let (s, _) = admin_get(gw, "/user/info?user_id=u1", MASTER).await;
+        assert_eq!(s, 404, "{backend}: no user left behind");
+        let (_, t) = admin_get(gw, "/team/info?team_id=t1", MASTER).await;
+        assert_eq!(t["team_info"]["members"], json!([]), "{backend}: {t}");
+
+        let (s, v) = admin_post(
+            gw,
+            "/user/new",
+            MASTER,
+            json!({"user_id": "u1", "teams": ["t1"]}),
+        )
+        .await;
+        assert_eq!(s, 200, "{backend}: {v}");
+        let (_, t) = admin_get(gw, "/team/info?team_id=t1", MASTER).await;
+        assert_eq!(t["team_info"]["members"][0]["user_id"], "u1", "{t}");
+    }
+    drop_schema(pg).await;
+}

@@ -284,6 +284,7 @@ mod conformance {
         apply_state_round_trip_is_deterministic,
         apply_state_checks_references_at_the_end,
         import_of_10000_keys_and_1000_teams,
+        user_with_teams_and_team_members_are_written_all_or_nothing,
     );
 
     fn actor() -> Actor {
@@ -323,6 +324,118 @@ mod conformance {
 
     // -----------------------------------------------------------------------------------
     // CRUD per entity
+
+    // Issue 4: `/user/new` with `teams`, `/team/new` with members and `/team/member_add` are
+    // one transaction each (user rows + memberships + audit entries), never half written.
+    async fn user_with_teams_and_team_members_are_written_all_or_nothing(ctx: Ctx) {
+        let s = ctx.store();
+        seed_team(s, "t1").await;
+        seed_team(s, "t2").await;
+        let audit_count = |id: &'static str| async move {
+            s.audit_log(
+                &AuditFilter {
+                    object_id: Some(id.into()),
+                    ..Default::default()
+                },
+                Page::default(),
+            )
+            .await
+            .unwrap()
+            .total
+        };
+        let t1_audits = audit_count("t1").await;
+        let members = |t: &'static str| async move {
+            s.team(t)
+                .await
+                .unwrap()
+                .unwrap()
+                .spec
+                .members
+                .into_iter()
+                .map(|m| m.user_id)
+                .collect::<Vec<_>>()
+        };
+
+        // The second team is unknown: after t1 was joined inside the transaction.
+        let err = s
+            .create_user_in_teams(
+                &actor(),
+                &UserSpec::new("u1"),
+                &["t1".into(), "ghost".into()],
+            )
+            .await
+            .unwrap_err();
+        match &err {
+            StoreError::UnknownReference { field, value, .. } => {
+                assert_eq!((*field, value.as_str()), ("teams", "ghost"), "{err}")
+            }
+            other => panic!("expected an unknown team, got {other:?}"),
+        }
+        assert!(s.user("u1").await.unwrap().is_none(), "no user left behind");
+        assert!(members("t1").await.is_empty(), "no membership left behind");
+        assert_eq!(audit_count("u1").await, 0, "no audit entry for the user");
+        assert_eq!(audit_count("t1").await, t1_audits, "no audit entry for t1");
+
+        let u = s
+            .create_user_in_teams(&actor(), &UserSpec::new("u1"), &["t1".into(), "t2".into()])
+            .await
+            .unwrap();
+        assert_eq!(u.spec.user_id, "u1");
+        assert_eq!(members("t1").await, ["u1"]);
+        assert_eq!(members("t2").await, ["u1"]);
+        assert_eq!(audit_count("u1").await, 1);
+        assert_eq!(audit_count("t1").await, t1_audits + 1);
+        // A taken id is a conflict, and the teams stay as they were.
+        assert!(matches!(
+            s.create_user_in_teams(&actor(), &UserSpec::new("u1"), &["t2".into()])
+                .await,
+            Err(StoreError::Conflict { .. })
+        ));
+        assert_eq!(members("t2").await, ["u1"]);
+
+        // member_add: new users are created with the memberships, in one transaction.
+        let team = s
+            .add_team_members(
+                &actor(),
+                "t1",
+                &[
+                    TeamMember::new("n1", TeamRole::User),
+                    TeamMember::new("u1", TeamRole::Admin),
+                ],
+            )
+            .await
+            .unwrap();
+        let roles: Vec<(String, TeamRole)> = team
+            .spec
+            .members
+            .iter()
+            .map(|m| (m.user_id.clone(), m.role))
+            .collect();
+        assert!(roles.contains(&("u1".into(), TeamRole::Admin)), "{roles:?}");
+        assert!(roles.contains(&("n1".into(), TeamRole::User)), "{roles:?}");
+        assert!(s.user("n1").await.unwrap().is_some());
+        assert!(matches!(
+            s.add_team_members(&actor(), "ghost", &[TeamMember::new("n2", TeamRole::User)])
+                .await,
+            Err(StoreError::NotFound { .. })
+        ));
+        assert!(s.user("n2").await.unwrap().is_none(), "n2 not created");
+
+        // team/new: members created with the team; a bad team writes neither.
+        let mut bad = TeamSpec::new("t3");
+        bad.organization_id = Some("no-such-org".into());
+        bad.members = vec![TeamMember::new("m1", TeamRole::User)];
+        assert!(matches!(
+            s.create_team_and_users(&actor(), &bad).await,
+            Err(StoreError::UnknownReference { .. })
+        ));
+        assert!(s.user("m1").await.unwrap().is_none(), "m1 not created");
+        assert!(s.team("t3").await.unwrap().is_none());
+        bad.organization_id = None;
+        s.create_team_and_users(&actor(), &bad).await.unwrap();
+        assert!(s.user("m1").await.unwrap().is_some());
+        assert_eq!(members("t3").await, ["m1"]);
+    }
 
     async fn organizations_crud(ctx: Ctx) {
         let s = ctx.store();
