@@ -1,6 +1,8 @@
 //! Prometheus metrics. Per-deployment handles are resolved once at start-up and kept on the
 //! deployment's state, so the hot path never looks labels up.
 
+use std::sync::OnceLock;
+
 use prometheus::{
     Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, Opts, Registry,
     TextEncoder,
@@ -39,6 +41,9 @@ impl DeploymentMetrics {
 pub struct Metrics {
     registry: Registry,
     requests: IntCounterVec,
+    /// `(route, 200)` handles, resolved on first use: nearly every request is one of these,
+    /// and a label lookup hashes and allocates.
+    requests_ok: [(&'static str, OnceLock<IntCounter>); 4],
     deployment_requests: IntCounterVec,
     latency: HistogramVec,
     cooldowns: IntCounterVec,
@@ -123,6 +128,8 @@ impl Metrics {
         Metrics {
             registry,
             requests,
+            requests_ok: ["chat_completions", "embeddings", "models", "auth"]
+                .map(|route| (route, OnceLock::new())),
             deployment_requests,
             latency,
             cooldowns,
@@ -152,6 +159,14 @@ impl Metrics {
     }
 
     pub fn request(&self, route: &str, status: u16) {
+        if status == 200 {
+            if let Some((route, handle)) = self.requests_ok.iter().find(|(r, _)| *r == route) {
+                handle
+                    .get_or_init(|| self.requests.with_label_values(&[route, "200"]))
+                    .inc();
+                return;
+            }
+        }
         self.requests
             .with_label_values(&[route, &status.to_string()])
             .inc();

@@ -153,7 +153,7 @@ async fn handle(
                     u.prompt_tokens,
                     u.completion_tokens,
                 );
-                let resp = routed_json(&routed.value.body, &routed, source)?;
+                let resp = routed_json(routed.value.body.clone(), &routed, source);
                 let total_us = started.elapsed().as_micros() as u64;
                 let overhead_us = total_us.saturating_sub(upstream_us.load(Ordering::Relaxed));
                 state.metrics.overhead.observe(overhead_us as f64 / 1e6);

@@ -81,7 +81,8 @@ async fn handle(state: &AppState, auth: &AuthContext, body: Body) -> Result<Resp
                 routed.value.1,
                 0,
             );
-            routed_json(&routed.value.0, &routed, source)
+            let body = serde_json::to_vec(&routed.value.0).map_err(ApiError::internal)?;
+            Ok(routed_json(body.into(), &routed, source))
         }
         Err(e) => Ok(route_failure(&e, source)),
     }

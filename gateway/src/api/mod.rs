@@ -224,19 +224,14 @@ pub fn route_failure(e: &RouteError, source: Source) -> axum::response::Response
 }
 
 /// A served JSON body with the observability headers.
-pub fn routed_json<T>(
-    body: &Value,
-    r: &Routed<T>,
-    source: Source,
-) -> Result<axum::response::Response, ApiError> {
-    let bytes = serde_json::to_vec(body).map_err(ApiError::internal)?;
-    let mut resp = axum::response::Response::new(Body::from(bytes));
+pub fn routed_json<T>(body: Bytes, r: &Routed<T>, source: Source) -> axum::response::Response {
+    let mut resp = axum::response::Response::new(Body::from(body));
     resp.headers_mut().insert(
         axum::http::header::CONTENT_TYPE,
         HeaderValue::from_static("application/json"),
     );
     routed_headers(resp.headers_mut(), r, source);
-    Ok(resp)
+    resp
 }
 
 /// Rough token estimate used before the upstream reports usage (4 bytes per token).

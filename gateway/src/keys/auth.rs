@@ -127,28 +127,36 @@ pub fn presented_token(headers: &HeaderMap) -> Option<&str> {
 
 /// Constant-time comparison that also hides the length of the expected secret.
 pub fn secrets_equal(presented: &str, expected: &str) -> bool {
-    let a = Sha256::digest(presented.as_bytes());
-    let b = Sha256::digest(expected.as_bytes());
-    a.ct_eq(&b).into()
+    digest_equals(presented, &Sha256::digest(expected.as_bytes()).into())
+}
+
+/// Constant-time comparison of `presented` with a secret known by its SHA-256 `expected`.
+fn digest_equals(presented: &str, expected: &[u8; 32]) -> bool {
+    Sha256::digest(presented.as_bytes()).ct_eq(expected).into()
 }
 
 /// Accepts the master key only (or everyone when none is configured).
 pub struct MasterKeyAuth {
-    master_key: Option<SecretString>,
+    /// SHA-256 of the master key, hashed once instead of on every request.
+    master_digest: Option<[u8; 32]>,
     /// The master key's settings are the global layer, as it is at each request.
     global: Arc<GlobalRouterSettings>,
 }
 
 impl MasterKeyAuth {
     pub fn new(master_key: Option<SecretString>, global: Arc<GlobalRouterSettings>) -> Self {
-        MasterKeyAuth { master_key, global }
+        MasterKeyAuth {
+            master_digest: master_key
+                .map(|k| Sha256::digest(k.expose_secret().as_bytes()).into()),
+            global,
+        }
     }
 
     /// Checks `token` against the master key; `Ok(true)` when no master key is configured.
     pub fn check(&self, token: Option<&str>) -> Result<Principal, ApiError> {
-        match (&self.master_key, token) {
+        match (&self.master_digest, token) {
             (None, _) => Ok(Principal::Open),
-            (Some(mk), Some(t)) if secrets_equal(t, mk.expose_secret()) => Ok(Principal::Master),
+            (Some(mk), Some(t)) if digest_equals(t, mk) => Ok(Principal::Master),
             (Some(_), Some(_)) => Err(ApiError::unauthorized("invalid API key")),
             (Some(_), None) => Err(ApiError::unauthorized(
                 "missing API key: send it as `Authorization: Bearer <key>`",

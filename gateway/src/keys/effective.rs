@@ -66,6 +66,11 @@ macro_rules! effective_settings {
                 $( m.insert(stringify!($field), self.$field.source); )*
                 m
             }
+
+            /// The source of every field, in declaration order, without allocating.
+            fn each_source(&self) -> impl Iterator<Item = Source> {
+                [ $( self.$field.source, )* ].into_iter()
+            }
         }
     };
 }
@@ -101,9 +106,7 @@ impl EffectiveRouterSettings {
     /// The most specific layer that contributed any field: what `x-switchyard-settings-source`
     /// reports. All-default counts as `global` (the global layer decided to leave defaults).
     pub fn headline_source(&self) -> Source {
-        self.sources()
-            .values()
-            .copied()
+        self.each_source()
             .filter(|s| *s != Source::Default)
             .min()
             .unwrap_or(Source::Global)

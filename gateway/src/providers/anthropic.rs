@@ -89,7 +89,7 @@ impl Dialect for Anthropic {
         &self,
         status: StatusCode,
         headers: &HeaderMap,
-        body: &[u8],
+        body: &Bytes,
         d: &Deployment,
     ) -> Result<ChatResponse, ProviderError> {
         if !status.is_success() {
@@ -97,10 +97,14 @@ impl Dialect for Anthropic {
         }
         let message: Value =
             serde_json::from_slice(body).map_err(|_| invalid_response(&d.id, status))?;
-        let response =
+        let (body, usage) =
             translate_response(&message).ok_or_else(|| invalid_response(&d.id, status))?;
-        reject_content_filter(&response.body, &d.id, status)?;
-        Ok(response)
+        reject_content_filter(&body, &d.id, status)?;
+        let body = serde_json::to_vec(&body).map_err(|_| invalid_response(&d.id, status))?;
+        Ok(ChatResponse {
+            body: Bytes::from(body),
+            usage,
+        })
     }
 
     /// Anthropic errors: `{"type": "error", "error": {"type": "...", "message": "..."},
@@ -633,8 +637,8 @@ fn openai_usage(prompt: u64, completion: u64, cached: u64) -> Value {
     usage
 }
 
-/// `None` when `message` is not an Anthropic message.
-fn translate_response(message: &Value) -> Option<ChatResponse> {
+/// The OpenAI completion and its usage; `None` when `message` is not an Anthropic message.
+fn translate_response(message: &Value) -> Option<(Value, Usage)> {
     let blocks = message.get("content")?.as_array()?;
     let mut text: Option<String> = None;
     let mut tool_calls = Vec::new();
@@ -676,13 +680,13 @@ fn translate_response(message: &Value) -> Option<ChatResponse> {
         }],
         "usage": openai_usage(prompt, completion, cached),
     });
-    Some(ChatResponse {
+    Some((
         body,
-        usage: Usage {
+        Usage {
             prompt_tokens: prompt,
             completion_tokens: completion,
         },
-    })
+    ))
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1009,7 +1013,7 @@ mod tests {
         Anthropic.parse_response(
             StatusCode::from_u16(status).unwrap(),
             &HeaderMap::new(),
-            body.as_bytes(),
+            &Bytes::copy_from_slice(body.as_bytes()),
             &claude(),
         )
     }
@@ -1017,7 +1021,7 @@ mod tests {
     #[test]
     fn text_response_translates_to_chat_completion() {
         let resp = parse(200, include_str!("fixtures/anthropic/response_text.json")).unwrap();
-        let b = &resp.body;
+        let b = &resp.json();
         assert_eq!(b["id"], "msg_01XFDUDYJgAACzvnptvVoYEL");
         assert_eq!(b["object"], "chat.completion");
         assert_eq!(b["model"], "claude-sonnet-4-5-20250929");
@@ -1047,7 +1051,8 @@ mod tests {
             include_str!("fixtures/anthropic/response_tool_use.json"),
         )
         .unwrap();
-        let choice = &resp.body["choices"][0];
+        let body = resp.json();
+        let choice = &body["choices"][0];
         assert_eq!(choice["finish_reason"], "tool_calls");
         assert_eq!(
             choice["message"]["content"],
@@ -1069,7 +1074,7 @@ mod tests {
             }
         );
         assert_eq!(
-            resp.body["usage"]["prompt_tokens_details"]["cached_tokens"],
+            resp.json()["usage"]["prompt_tokens_details"]["cached_tokens"],
             2048
         );
     }
@@ -1081,7 +1086,7 @@ mod tests {
             include_str!("fixtures/anthropic/response_max_tokens.json"),
         )
         .unwrap();
-        assert_eq!(resp.body["choices"][0]["finish_reason"], "length");
+        assert_eq!(resp.json()["choices"][0]["finish_reason"], "length");
         assert_eq!(finish_reason(Some("end_turn")), "stop");
         assert_eq!(finish_reason(Some("stop_sequence")), "stop");
         assert_eq!(finish_reason(Some("max_tokens")), "length");

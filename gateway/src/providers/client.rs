@@ -1,11 +1,22 @@
 //! The I/O half of providers: one pooled HTTP client, dispatch by dialect. Sends what a
 //! [`Dialect`] built, hands the answer back to it for parsing and classification, and maps
 //! transport failures (connect, reset, timeout) to failure classes itself.
+//!
+//! The client is hyper's own pooled client with rustls (webpki roots; HTTP/2 where the
+//! upstream offers it by ALPN), not a higher-level wrapper: on the proxy's hot path a URL
+//! parser, redirect machinery and body adapters cost more than the whole routing decision.
+//! Redirects are not followed (an API upstream never redirects; a 3xx is a server error) and
+//! proxy environment variables (`HTTPS_PROXY`) are not read.
 
 use std::fmt;
 use std::time::Duration;
 
+use bytes::Bytes;
 use futures::StreamExt;
+use http_body_util::{BodyDataStream, BodyExt, Full};
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
 use serde_json::{Map, Value};
 
 use super::{
@@ -20,31 +31,33 @@ const POOL_MAX_IDLE_PER_HOST: usize = 512;
 /// Idle connections are closed after this; upstream load balancers commonly drop at 60-350 s.
 const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(50);
 
+type Connector = hyper_rustls::HttpsConnector<HttpConnector>;
+type Response = http::Response<hyper::body::Incoming>;
+
 /// Shared upstream client (connection pool). Cheap to clone.
 #[derive(Clone, Debug)]
 pub struct ProviderClient {
-    http: reqwest::Client,
+    http: Client<Connector, Full<Bytes>>,
 }
 
 impl ProviderClient {
     pub fn new() -> Self {
-        let http = reqwest::Client::builder()
-            .tcp_nodelay(true)
+        let mut tcp = HttpConnector::new();
+        tcp.set_nodelay(true);
+        tcp.set_keepalive(Some(Duration::from_secs(30)));
+        // The TLS layer below takes `https` URLs; this one must let them through to it.
+        tcp.enforce_http(false);
+        let connector = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_webpki_roots()
+            .https_or_http()
+            .enable_http1()
+            .enable_http2()
+            .wrap_connector(tcp);
+        let http = Client::builder(TokioExecutor::new())
             .pool_max_idle_per_host(POOL_MAX_IDLE_PER_HOST)
             .pool_idle_timeout(POOL_IDLE_TIMEOUT)
-            .tcp_keepalive(Duration::from_secs(30))
-            // A redirect would carry `api-key`/`x-api-key` to another host; API upstreams
-            // never redirect, so a 3xx is reported as a server error instead.
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            // Building fails only when the TLS backend cannot initialise, and then the default
-            // client (which also panics there) is all that is left.
-            .unwrap_or_default();
-        Self::with_client(http)
-    }
-
-    /// Uses the given HTTP client (tests, custom TLS or proxies).
-    pub fn with_client(http: reqwest::Client) -> Self {
+            .pool_timer(TokioTimer::new())
+            .build(connector);
         ProviderClient { http }
     }
 
@@ -118,21 +131,20 @@ impl ProviderClient {
     ) -> Result<ChunkStream, ProviderError> {
         let upstream = dialect.build_request(req, d, true)?;
         let head = async {
-            let mut response = self.send(upstream, &d.id).await?;
+            let response = self.send(upstream, &d.id).await?;
             let status = response.status();
             if status.is_success() {
                 return Ok(response);
             }
-            let headers = std::mem::take(response.headers_mut());
-            let body = response.bytes().await.map_err(|e| body_failed(&d.id, &e))?;
-            Err(dialect.parse_error(status, &headers, &body, &d.id))
+            let (parts, body) = response.into_parts();
+            let body = read_all(body, &d.id).await?;
+            Err(dialect.parse_error(status, &parts.headers, &body, &d.id))
         };
         let response = tokio::time::timeout(timeout, head)
             .await
             .unwrap_or_else(|_| Err(timed_out(&d.id, timeout)))?;
-        let bytes = response
-            .bytes_stream()
-            .map(|r| r.map_err(|e| Cause::of(&e)));
+        let bytes =
+            BodyDataStream::new(response.into_body()).map(|r| r.map_err(|e| Cause::of(&e)));
         Ok(sse::translate(
             dialect,
             dialect.stream_state(req),
@@ -175,12 +187,17 @@ impl ProviderClient {
         &self,
         upstream: UpstreamRequest,
         d: &DeploymentId,
-    ) -> Result<reqwest::Response, ProviderError> {
+    ) -> Result<Response, ProviderError> {
+        // Validated with the config; a URL a wildcard client model made unparsable lands here.
+        let uri = http::Uri::try_from(upstream.url).map_err(|_| {
+            ProviderError::new(d, FailureClass::BadRequest, "invalid upstream URL")
+        })?;
+        let mut request = http::Request::new(Full::new(upstream.body));
+        *request.method_mut() = http::Method::POST;
+        *request.uri_mut() = uri;
+        *request.headers_mut() = upstream.headers;
         self.http
-            .post(upstream.url)
-            .headers(upstream.headers)
-            .body(upstream.body)
-            .send()
+            .request(request)
             .await
             .map_err(|e| send_failed(d, &e))
     }
@@ -190,12 +207,22 @@ impl ProviderClient {
         &self,
         upstream: UpstreamRequest,
         d: &DeploymentId,
-    ) -> Result<(http::StatusCode, http::HeaderMap, bytes::Bytes), ProviderError> {
-        let mut response = self.send(upstream, d).await?;
-        let status = response.status();
-        let headers = std::mem::take(response.headers_mut());
-        let body = response.bytes().await.map_err(|e| body_failed(d, &e))?;
-        Ok((status, headers, body))
+    ) -> Result<(http::StatusCode, http::HeaderMap, Bytes), ProviderError> {
+        let (parts, body) = self.send(upstream, d).await?.into_parts();
+        let body = read_all(body, d).await?;
+        Ok((parts.status, parts.headers, body))
+    }
+}
+
+/// A whole response body.
+async fn read_all(body: hyper::body::Incoming, d: &DeploymentId) -> Result<Bytes, ProviderError> {
+    match body.collect().await {
+        Ok(b) => Ok(b.to_bytes()),
+        Err(e) => Err(ProviderError::new(
+            d,
+            FailureClass::Connection,
+            format!("reading the upstream response failed: {}", Cause::of(&e)),
+        )),
     }
 }
 
@@ -213,53 +240,29 @@ fn timed_out(d: &DeploymentId, timeout: Duration) -> ProviderError {
     )
 }
 
-/// A failure before any response: refused, reset, TLS, DNS, or reqwest's own timeout.
-fn send_failed(d: &DeploymentId, e: &reqwest::Error) -> ProviderError {
-    let (class, what) = if e.is_timeout() {
-        (FailureClass::Timeout, "upstream timed out")
-    } else if e.is_connect() {
-        (FailureClass::Connection, "could not connect to upstream")
+/// A failure before any response: refused, reset, TLS, DNS.
+fn send_failed(d: &DeploymentId, e: &hyper_util::client::legacy::Error) -> ProviderError {
+    let what = if e.is_connect() {
+        "could not connect to upstream"
     } else {
-        (
-            FailureClass::Connection,
-            "upstream connection failed before a response",
-        )
+        "upstream connection failed before a response"
     };
-    ProviderError::new(d, class, format!("{what}: {}", Cause::of(e)))
+    ProviderError::new(
+        d,
+        FailureClass::Connection,
+        format!("{what}: {}", Cause::of(e)),
+    )
 }
 
-/// A failure while reading a response body the upstream had started to send.
-fn body_failed(d: &DeploymentId, e: &reqwest::Error) -> ProviderError {
-    let (class, what) = if e.is_timeout() {
-        (FailureClass::Timeout, "upstream timed out")
-    } else {
-        (
-            FailureClass::Connection,
-            "reading the upstream response failed",
-        )
-    };
-    ProviderError::new(d, class, format!("{what}: {}", Cause::of(e)))
-}
-
-/// The innermost cause of a transport error ("connection reset by peer"), without reqwest's
-/// outer text, which names the URL.
+/// The innermost cause of a transport error ("connection reset by peer"). Neither hyper's nor
+/// the OS's messages name the URL or carry request data.
 struct Cause(String);
 
 impl Cause {
-    fn of(e: &reqwest::Error) -> Cause {
-        let mut cause: &dyn std::error::Error = e;
+    fn of(e: &(dyn std::error::Error + 'static)) -> Cause {
+        let mut cause = e;
         while let Some(source) = cause.source() {
             cause = source;
-        }
-        if std::ptr::addr_eq(cause, e as &dyn std::error::Error) {
-            return Cause(
-                if e.is_body() || e.is_decode() {
-                    "body error"
-                } else {
-                    "request error"
-                }
-                .into(),
-            );
         }
         Cause(cause.to_string())
     }

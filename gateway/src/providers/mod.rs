@@ -190,8 +190,17 @@ pub struct Usage {
 /// A complete (non-streaming) response, already in OpenAI `chat.completion` shape.
 #[derive(Clone, Debug)]
 pub struct ChatResponse {
-    pub body: Value,
+    /// The JSON the client gets: an OpenAI-dialect upstream's bytes unchanged, a translated
+    /// answer serialized once.
+    pub body: Bytes,
     pub usage: Usage,
+}
+
+impl ChatResponse {
+    /// The body as a JSON tree (tests and diagnostics; the proxy never parses it again).
+    pub fn json(&self) -> Value {
+        serde_json::from_slice(&self.body).unwrap_or(Value::Null)
+    }
 }
 
 /// One item of a translated stream: an OpenAI `chat.completion.chunk` object.
@@ -223,6 +232,7 @@ pub use client::ProviderClient;
 
 pub mod anthropic;
 pub mod openai;
+mod scan;
 pub mod sse;
 
 pub use anthropic::Anthropic;
@@ -281,7 +291,7 @@ pub trait Dialect: Copy + Send + Sync + 'static {
         &self,
         status: StatusCode,
         headers: &HeaderMap,
-        body: &[u8],
+        body: &Bytes,
         d: &Deployment,
     ) -> Result<ChatResponse, ProviderError>;
 
@@ -443,14 +453,19 @@ pub(crate) fn reject_content_filter(
                 .any(|c| c.get("finish_reason").and_then(Value::as_str) == Some("content_filter"))
         });
     if filtered {
-        return Err(ProviderError::new(
-            d,
-            FailureClass::ContentPolicy,
-            "the completion was blocked by the provider's content filter",
-        )
-        .with_status(status.as_u16()));
+        return Err(content_filtered(d, status));
     }
     Ok(())
+}
+
+/// The failure of a 2xx answer the provider's content filter stopped.
+pub(crate) fn content_filtered(d: &DeploymentId, status: StatusCode) -> ProviderError {
+    ProviderError::new(
+        d,
+        FailureClass::ContentPolicy,
+        "the completion was blocked by the provider's content filter",
+    )
+    .with_status(status.as_u16())
 }
 
 /// `usage.prompt_tokens` / `usage.completion_tokens` of an OpenAI-shaped usage object.

@@ -11,9 +11,10 @@ use http::{HeaderMap, StatusCode};
 use secrecy::ExposeSecret;
 use serde_json::{Map, Value};
 
+use super::scan::CompletionScan;
 use super::{
-    class_for_status, invalid_response, json_headers, mentions_context_window, parse_retry_after,
-    provider_error_message, reject_content_filter, upstream_model, usage_from_openai, ChatRequest,
+    class_for_status, content_filtered, invalid_response, json_headers, mentions_context_window, parse_retry_after,
+    provider_error_message, upstream_model, ChatRequest,
     ChatResponse, Dialect, FailureClass, PatchedObject, ProviderError, SseEvent, StreamControl,
     UpstreamRequest,
 };
@@ -80,7 +81,7 @@ impl Dialect for OpenAi {
         &self,
         status: StatusCode,
         headers: &HeaderMap,
-        body: &[u8],
+        body: &Bytes,
         d: &Deployment,
     ) -> Result<ChatResponse, ProviderError> {
         parse_chat_response(status, headers, body, &d.id)
@@ -154,7 +155,7 @@ impl Dialect for Azure {
         &self,
         status: StatusCode,
         headers: &HeaderMap,
-        body: &[u8],
+        body: &Bytes,
         d: &Deployment,
     ) -> Result<ChatResponse, ProviderError> {
         parse_chat_response(status, headers, body, &d.id)
@@ -369,22 +370,25 @@ fn unserializable(d: &DeploymentId) -> ProviderError {
     )
 }
 
+/// A 2xx passes through byte for byte once it proved to be a completion (JSON with a `choices`
+/// array, no choice stopped by the content filter); its usage is read on the way.
 fn parse_chat_response(
     status: StatusCode,
     headers: &HeaderMap,
-    body: &[u8],
+    body: &Bytes,
     d: &DeploymentId,
 ) -> Result<ChatResponse, ProviderError> {
     if !status.is_success() {
         return Err(classify_error(status, headers, body, d));
     }
-    let body: Value = serde_json::from_slice(body).map_err(|_| invalid_response(d, status))?;
-    if !body.get("choices").is_some_and(Value::is_array) {
-        return Err(invalid_response(d, status));
+    let scan = CompletionScan::of(body).ok_or_else(|| invalid_response(d, status))?;
+    if scan.content_filtered() {
+        return Err(content_filtered(d, status));
     }
-    reject_content_filter(&body, d, status)?;
-    let usage = body.get("usage").map(usage_from_openai).unwrap_or_default();
-    Ok(ChatResponse { body, usage })
+    Ok(ChatResponse {
+        body: body.clone(),
+        usage: scan.usage(),
+    })
 }
 
 /// Classifies an OpenAI/Azure (or OpenAI-compatible) error answer. Shapes:
@@ -668,14 +672,16 @@ mod tests {
     fn parse(status: u16, body: &str) -> Result<ChatResponse, ProviderError> {
         let d = deployment(ProviderKind::OpenAi, "gpt-4o");
         let status = StatusCode::from_u16(status).unwrap();
-        OpenAi.parse_response(status, &HeaderMap::new(), body.as_bytes(), &d)
+        let body = Bytes::copy_from_slice(body.as_bytes());
+        OpenAi.parse_response(status, &HeaderMap::new(), &body, &d)
     }
 
     #[test]
     fn success_response_passes_through_with_usage() {
         let raw = include_str!("fixtures/openai/chat_response.json");
         let resp = parse(200, raw).unwrap();
-        assert_eq!(resp.body, serde_json::from_str::<Value>(raw).unwrap());
+        // Byte for byte, not merely the same JSON.
+        assert_eq!(resp.body, raw.as_bytes());
         assert_eq!(
             resp.usage,
             Usage {
@@ -688,7 +694,7 @@ mod tests {
             include_str!("fixtures/openai/chat_response_tool_calls.json"),
         )
         .unwrap();
-        assert_eq!(resp.body["choices"][0]["finish_reason"], "tool_calls");
+        assert_eq!(resp.json()["choices"][0]["finish_reason"], "tool_calls");
         assert_eq!(
             resp.usage,
             Usage {

@@ -162,7 +162,7 @@ async fn openai_chat_success_and_exact_request_shape() {
         }));
         let resp = ProviderClient::new().chat(&openai(&server), &req, TIMEOUT).await.unwrap();
         assert_eq!(resp.usage, Usage { prompt_tokens: 24, completion_tokens: 8 });
-        assert_eq!(resp.body["choices"][0]["message"]["content"], "Paris is the capital of France.");
+        assert_eq!(resp.json()["choices"][0]["message"]["content"], "Paris is the capital of France.");
 
         let sent = only_request(&server).await;
         assert_eq!(sent.url.path(), "/v1/chat/completions");
@@ -191,7 +191,7 @@ async fn azure_chat_uses_deployment_path_api_version_and_api_key() {
             .chat(&azure(&server), &hello(false), TIMEOUT)
             .await
             .unwrap();
-        assert_eq!(resp.body["choices"][0]["finish_reason"], "tool_calls");
+        assert_eq!(resp.json()["choices"][0]["finish_reason"], "tool_calls");
 
         let sent = only_request(&server).await;
         assert_eq!(sent.url.query(), Some("api-version=2024-10-21"));
@@ -219,7 +219,8 @@ async fn anthropic_chat_is_translated_both_ways() {
             .chat(&anthropic(&server), &request(req), TIMEOUT)
             .await
             .unwrap();
-        let choice = &resp.body["choices"][0];
+        let body = resp.json();
+        let choice = &body["choices"][0];
         assert_eq!(choice["finish_reason"], "tool_calls");
         assert_eq!(
             choice["message"]["tool_calls"][0]["function"]["name"],
