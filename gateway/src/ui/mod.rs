@@ -56,6 +56,7 @@ static TEMPLATES: LazyLock<Result<Tera, String>> = LazyLock::new(|| {
         ("teams.html", include_str!("templates/teams.html")),
         ("team.html", include_str!("templates/team.html")),
         ("models.html", include_str!("templates/models.html")),
+        ("model.html", include_str!("templates/model.html")),
         ("transfer.html", include_str!("templates/transfer.html")),
         ("plan.html", include_str!("templates/plan.html")),
     ])
@@ -98,7 +99,9 @@ pub fn routes<S: Clone + Send + Sync + 'static>(state: AppState) -> axum::Router
         .route("/ui/teams/{id}", get(teams::detail).post(teams::edit))
         .route("/ui/teams/{id}/settings", post(teams::save_settings))
         .route("/ui/teams/{id}/delete", post(teams::delete))
-        .route("/ui/models", get(models::page_route))
+        .route("/ui/models", get(models::page_route).post(models::create))
+        .route("/ui/models/{id}", get(models::detail).post(models::edit))
+        .route("/ui/models/{id}/delete", post(models::delete))
         .route("/ui/state", get(transfer::page_route))
         .route("/ui/state/export", get(transfer::export))
         .route("/ui/state/plan", post(transfer::plan))
