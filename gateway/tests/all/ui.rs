@@ -2,13 +2,17 @@
 //! key fallback editor end to end in headless Chromium driven through chromedriver.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
+use secrecy::ExposeSecret;
 use serde_json::{json, Value};
 use switchyard::store;
 
 use crate::harness::*;
-use crate::keys::{admin_get, chat, drop_schema, fixture, generate, stores, MASTER};
+use crate::keys::{
+    admin_get, admin_post, chat, drop_schema, fixture, generate, stores, stores_with, MASTER,
+};
 
 fn http() -> reqwest::Client {
     reqwest::Client::builder()
@@ -320,6 +324,268 @@ async fn pages_with_10000_keys() {
         assert_eq!(status, 200, "{path}");
         println!("{path}: {status} in {:?}", t.elapsed());
     }
+}
+
+#[tokio::test]
+async fn failed_sign_ins_are_limited_per_address_and_a_success_resets_them() {
+    let f = fixture(store::connect("sqlite::memory:").await.unwrap()).await;
+    let gw = &f.gw;
+    for _ in 0..4 {
+        assert_eq!(login(gw, "sk-wrong").await.status(), 401);
+    }
+    assert_eq!(login(gw, MASTER).await.status(), 303, "under the limit");
+    // The success cleared the count: five more failures are allowed, the sixth try is not.
+    for i in 0..5 {
+        assert_eq!(login(gw, "sk-wrong").await.status(), 401, "failure {i}");
+    }
+    let r = login(gw, MASTER).await;
+    assert_eq!(r.status(), 429, "even the right key waits once limited");
+    let wait: u64 = r.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=60).contains(&wait), "{wait}");
+    assert!(r.headers().get("set-cookie").is_none());
+    let body = r.text().await.unwrap();
+    assert!(body.contains("Too many failed sign-ins"), "{body}");
+}
+
+/// A runtime model's upstream answers "from r"; the Authorization it saw is checked.
+fn last_authorization(reqs: &[wiremock::Request]) -> String {
+    reqs.last()
+        .and_then(|r| r.headers.get("authorization"))
+        .map(|v| v.to_str().unwrap().to_string())
+        .unwrap_or_default()
+}
+
+#[tokio::test]
+async fn runtime_models_are_created_edited_and_deleted_on_the_models_page() {
+    const KEY: &str = "sk-upstream-secret-1";
+    let (stores, pg) = stores_with(crate::models::options()).await;
+    for (backend, store) in stores {
+        let up = ok_upstream("from r").await;
+        let f = fixture(Arc::clone(&store)).await;
+        let gw = &f.gw;
+        let s = sign_in(gw).await;
+        let base = format!("{}/v1", up.uri());
+        let model = |extra: &[(&'static str, &'static str)]| {
+            let mut v: Vec<(&str, String)> = vec![
+                ("model_name", "r".into()),
+                ("model", "openai/gpt-r".into()),
+                ("api_base", base.clone()),
+            ];
+            for (k, val) in extra {
+                v.retain(|(n, _)| n != k);
+                v.push((k, val.to_string()));
+            }
+            v
+        };
+        let post = |path: &'static str, fields: Vec<(&'static str, String)>| {
+            let s = &s;
+            async move {
+                let refs: Vec<(&str, &str)> = fields.iter().map(|(k, v)| (*k, v.as_str())).collect();
+                s.post(path, &refs).await
+            }
+        };
+
+        // Junk in a number field: shown in place, the key not echoed, nothing saved.
+        let (st, _, html) = post(
+            "/ui/models",
+            model(&[("model_id", "r1"), ("rpm", "lots"), ("api_key", KEY)]),
+        )
+        .await;
+        assert_eq!(st, 422, "{backend}");
+        assert!(html.contains(r#"id="e-rpm""#), "{backend}: {html}");
+        assert!(html.contains("requests per minute must be a whole number"), "{backend}");
+        assert!(!html.contains(KEY), "{backend}: the key is not rendered back");
+        // The config file's id, and a model the loader refuses: field errors, nothing left.
+        let (st, _, html) = post("/ui/models", model(&[("model_id", "a1")])).await;
+        assert_eq!(st, 422, "{backend}");
+        assert!(html.contains("already a deployment of the config file"), "{backend}");
+        let (st, _, html) = post(
+            "/ui/models",
+            model(&[("model_id", "r1"), ("model", "openai/"), ("api_key", KEY)]),
+        )
+        .await;
+        assert_eq!(st, 422, "{backend}: {html}");
+        assert!(html.contains(r#"id="e-model""#), "{backend}: {html}");
+        assert!(store.model("r1").await.unwrap().is_none(), "{backend}");
+        assert!(
+            store.credential("r1-api-key").await.unwrap().is_none(),
+            "{backend}: the key's credential is not left behind"
+        );
+
+        // Created: the typed key is sealed in the model's own credential, never in the model.
+        let (st, loc, _) = post(
+            "/ui/models",
+            model(&[
+                ("model_id", "r1"),
+                ("api_key", KEY),
+                ("rpm", "60"),
+                ("weight", "2"),
+                ("access_groups", "beta, gamma"),
+                ("input_cost_per_token", "0.000002"),
+            ]),
+        )
+        .await;
+        assert_eq!((st, loc.as_str()), (303, "/ui/models?done=created"), "{backend}");
+        let m = store.model("r1").await.unwrap().unwrap();
+        assert_eq!(m.spec.model_name, "r", "{backend}");
+        assert_eq!(m.spec.credential_name.as_deref(), Some("r1-api-key"), "{backend}");
+        assert_eq!(m.spec.litellm_params["rpm"], json!(60), "{backend}");
+        assert_eq!(m.spec.litellm_params["weight"], json!(2.0), "{backend}");
+        assert!(!m.spec.litellm_params.contains_key("api_key"), "{backend}");
+        assert_eq!(m.spec.model_info["access_groups"], json!(["beta", "gamma"]), "{backend}");
+        assert_eq!(m.spec.model_info["input_cost_per_token"], json!(0.000002), "{backend}");
+        let values = store.credential_values("r1-api-key").await.unwrap().unwrap();
+        assert_eq!(values["api_key"].expose_secret(), KEY, "{backend}");
+        // It serves at once, with the key, and the admin API lists it as a runtime model.
+        assert_eq!(chat(gw, MASTER, "r").await, (200, "from r".into()), "{backend}");
+        let reqs = up.received_requests().await.unwrap();
+        assert_eq!(last_authorization(&reqs), format!("Bearer {KEY}"), "{backend}");
+        let (_, info) = admin_get(gw, "/model/info?litellm_model_id=r1", MASTER).await;
+        assert_eq!(info["data"][0]["model_info"]["source"], "runtime", "{backend}: {info}");
+
+        // The pages: listed and marked runtime, the key only "set"; config ones have no editor.
+        let (_, html) = s.get("/ui/models?done=created").await;
+        assert!(html.contains(r#"data-model="r1""#), "{backend}");
+        assert!(html.contains("Created."), "{backend}");
+        assert!(html.contains("config · read-only"), "{backend}: a1 still marked");
+        assert!(!html.contains(KEY), "{backend}");
+        let (st, html) = s.get("/ui/models/r1").await;
+        assert_eq!(st, 200, "{backend}");
+        assert!(html.contains(r#"id="api-key-state">(set)"#), "{backend}: {html}");
+        assert!(!html.contains(KEY), "{backend}: the edit page holds no secret");
+        assert_eq!(s.get("/ui/models/a1").await.0, 403, "{backend}: read-only");
+        let (st, _, _) = s.post("/ui/models/a1/delete", &[]).await;
+        assert_eq!(st, 403, "{backend}");
+
+        // Edited: an empty key field keeps the key; an emptied field is removed.
+        let (st, loc, _) = post(
+            "/ui/models/r1",
+            model(&[("credential", "r1-api-key"), ("rpm", "7"), ("access_groups", "beta")]),
+        )
+        .await;
+        assert_eq!((st, loc.as_str()), (303, "/ui/models/r1?done=saved"), "{backend}");
+        let m = store.model("r1").await.unwrap().unwrap();
+        assert_eq!(m.spec.litellm_params["rpm"], json!(7), "{backend}");
+        assert!(!m.spec.litellm_params.contains_key("weight"), "{backend}");
+        assert!(!m.spec.model_info.contains_key("input_cost_per_token"), "{backend}");
+        assert_eq!(m.spec.model_info["access_groups"], json!(["beta"]), "{backend}");
+        assert_eq!(m.spec.credential_name.as_deref(), Some("r1-api-key"), "{backend}");
+        assert_eq!(chat(gw, MASTER, "r").await.0, 200, "{backend}");
+        // A bad edit is refused in place (the admin check's error, on its field); nothing changes.
+        let (st, _, html) = post(
+            "/ui/models/r1",
+            model(&[("credential", "no-such-credential"), ("rpm", "9")]),
+        )
+        .await;
+        assert_eq!(st, 422, "{backend}");
+        assert!(html.contains(r#"id="e-credential""#), "{backend}: {html}");
+        assert!(html.contains("unknown credential"), "{backend}");
+        let (st, _, html) = post("/ui/models/r1", model(&[("model", "")])).await;
+        assert_eq!(st, 422, "{backend}");
+        assert!(html.contains("enter the upstream model"), "{backend}");
+        let m = store.model("r1").await.unwrap().unwrap();
+        assert_eq!(m.spec.litellm_params["rpm"], json!(7), "{backend}: unchanged");
+
+        // Deleted: with the credential the UI made for it; requests for it stop.
+        let (st, loc, _) = s.post("/ui/models/r1/delete", &[]).await;
+        assert_eq!((st, loc.as_str()), (303, "/ui/models?done=deleted"), "{backend}");
+        assert!(store.model("r1").await.unwrap().is_none(), "{backend}");
+        assert!(store.credential("r1-api-key").await.unwrap().is_none(), "{backend}");
+        assert_eq!(chat(gw, MASTER, "r").await.0, 404, "{backend}");
+    }
+    drop_schema(pg).await;
+}
+
+#[tokio::test]
+async fn a_redacted_export_imports_in_the_ui_once_its_secrets_are_bound() {
+    const SECRET: &str = "sk-prod-secret-9";
+    let up = ok_upstream("from r").await;
+    let source_store = store::connect_with("sqlite::memory:", crate::models::options())
+        .await
+        .unwrap();
+    let source = fixture(source_store).await;
+    let (s, v) = admin_post(
+        &source.gw,
+        "/credentials",
+        MASTER,
+        json!({"credential_name": "openai-prod", "credential_values": {"api_key": SECRET}}),
+    )
+    .await;
+    assert_eq!(s, 200, "{v}");
+    let (s, v) = admin_post(
+        &source.gw,
+        "/model/new",
+        MASTER,
+        json!({"model_name": "r",
+               "litellm_params": {"model": "openai/gpt-r", "api_base": format!("{}/v1", up.uri()),
+                                  "litellm_credential_name": "openai-prod"},
+               "model_info": {"id": "r1"}}),
+    )
+    .await;
+    assert_eq!(s, 200, "{v}");
+    let doc = sign_in(&source.gw)
+        .await
+        .get("/ui/state/export?secrets=redacted&format=yaml")
+        .await
+        .1;
+    assert!(doc.contains("<redacted:credentials/openai-prod/api_key>"), "{doc}");
+    assert!(!doc.contains(SECRET));
+
+    let (stores, pg) = stores_with(crate::models::options()).await;
+    for (backend, target_store) in stores {
+        let target = fixture(Arc::clone(&target_store)).await;
+        let s = sign_in(&target.gw).await;
+        // The plan lists the unbound secret with a password input.
+        let (st, _, html) = s.post("/ui/state/plan", &[("document", &doc)]).await;
+        assert_eq!(st, 200, "{backend}: {html}");
+        // Tera escapes `/` in attribute values; the browser reads it back as `/`.
+        let html = html.replace("&#x2F;", "/");
+        assert!(html.contains(r#"id="bind-secrets""#), "{backend}");
+        assert!(
+            html.contains(r#"name="bind:openai-prod/api_key" type="password""#),
+            "{backend}: {html}"
+        );
+        assert!(html.contains("r1"), "{backend}: the plan shows the model");
+        // Applied without the value: a field error, nothing imported.
+        let (st, _, html) = s
+            .post("/ui/state/apply", &[("document", &doc), ("bind:openai-prod/api_key", "")])
+            .await;
+        assert_eq!(st, 422, "{backend}");
+        let html = html.replace("&#x2F;", "/");
+        assert!(
+            html.contains(r#"id="e-bind-0""#)
+                && html.contains("enter the value of openai-prod/api_key"),
+            "{backend}: {html}"
+        );
+        assert!(html.contains("nothing was changed"), "{backend}");
+        assert!(target_store.credential("openai-prod").await.unwrap().is_none(), "{backend}");
+        assert!(target_store.model("r1").await.unwrap().is_none(), "{backend}");
+        // A value typed on the plan page is not rendered back when the plan is shown again.
+        let (st, _, html) = s
+            .post("/ui/state/plan", &[("document", &doc), ("bind:openai-prod/api_key", SECRET)])
+            .await;
+        assert_eq!(st, 200, "{backend}");
+        assert!(!html.contains(SECRET), "{backend}: no secret in the page");
+        // Applied with the value: sealed in the target, and the model serves with it.
+        let (st, loc, body) = s
+            .post("/ui/state/apply", &[("document", &doc), ("bind:openai-prod/api_key", SECRET)])
+            .await;
+        assert_eq!((st, loc.as_str()), (303, "/ui/state?done=imported"), "{backend}: {body}");
+        let values = target_store
+            .credential_values("openai-prod")
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(values["api_key"].expose_secret(), SECRET, "{backend}");
+        assert_eq!(chat(&target.gw, MASTER, "r").await, (200, "from r".into()), "{backend}");
+        let reqs = up.received_requests().await.unwrap();
+        assert_eq!(last_authorization(&reqs), format!("Bearer {SECRET}"), "{backend}");
+    }
+    drop_schema(pg).await;
 }
 
 // ---------------------------------------------------------------------------------------
