@@ -761,9 +761,14 @@ async fn key_fallbacks(gw: &Gateway, alias: &str) -> Value {
 #[tokio::test]
 async fn fallback_editor_in_headless_chromium() {
     let Some(b) = browser().await else { return };
-    let store = store::connect("sqlite::memory:").await.unwrap();
+    // With a salt key: the runtime model created below keeps its typed API key sealed.
+    let store = store::connect_with("sqlite::memory:", crate::models::options())
+        .await
+        .unwrap();
     let f = fixture(store).await;
     let gw = &f.gw;
+    let r = ok_upstream("from r").await;
+    let r_base = format!("{}/v1", r.uri());
     let c = &b.client;
     let run = async {
         // Sign in: a wrong key is refused in place, the master key gets in.
@@ -815,6 +820,8 @@ async fn fallback_editor_in_headless_chromium() {
             .unwrap();
         assert!(secret.starts_with("sk-"));
         click(c, "a.button").await;
+        text(c, "#kind-fallbacks").await;
+        let key_url = c.current_url().await.unwrap();
 
         // The inherited chain, marked "team".
         assert_eq!(effective_a(c).await, (vec!["b".to_string()], "team".into()));
@@ -909,6 +916,56 @@ async fn fallback_editor_in_headless_chromium() {
             json!({"value": [{"a": ["b"]}], "source": "team"})
         );
 
+        // A runtime model made in the UI: listed, in the admin API, edited, then the key's
+        // first fallback.
+        c.goto(&format!("{}/ui/models", gw.url)).await.unwrap();
+        fill(c, "#create-model #f-model_id", "r1").await;
+        fill(c, "#create-model #f-model_name", "r").await;
+        fill(c, "#create-model #f-model", "openai/gpt-r").await;
+        fill(c, "#create-model #f-api_base", &r_base).await;
+        fill(c, "#create-model #f-api_key", "sk-upstream-r").await;
+        click(c, "#create-model button[type=submit]").await;
+        flash(c, "Created").await;
+        let listed = text(c, "#runtime-table").await;
+        assert!(listed.contains("r1") && listed.contains("serving"), "{listed}");
+        assert!(!c.source().await.unwrap().contains("sk-upstream-r"));
+        let (s, info) = admin_get(gw, "/model/info?litellm_model_id=r1", MASTER).await;
+        assert_eq!(s, 200, "{info}");
+        assert_eq!(info["data"][0]["model_name"], "r", "{info}");
+        click(c, r#"#runtime-table a"#).await;
+        assert_eq!(text(c, "#api-key-state").await, "(set)");
+        fill(c, "#edit-model #f-rpm", "50").await;
+        click(c, "#save-model").await;
+        flash(c, "Saved").await;
+        let (_, info) = admin_get(gw, "/model/info?litellm_model_id=r1", MASTER).await;
+        assert_eq!(info["data"][0]["litellm_params"]["rpm"], 50, "{info}");
+        c.goto(&format!("{}/ui/models", gw.url)).await.unwrap();
+        text(c, "#runtime-table").await;
+        shot(c, "models-runtime.png").await;
+
+        c.goto(key_url.as_str()).await.unwrap();
+        click(c, r#"#kind-fallbacks [data-action="override"]"#).await;
+        fill(c, "#add-fallbacks-a", "r").await;
+        click(
+            c,
+            r#"#kind-fallbacks li.rule[data-group="a"] [data-action="add"]"#,
+        )
+        .await;
+        click(
+            c,
+            r#"#kind-fallbacks li.rule[data-group="a"] li.item[data-index="1"] [data-action="up"]"#,
+        )
+        .await;
+        click(c, "#save-settings").await;
+        flash(c, "Saved").await;
+        assert_eq!(
+            key_fallbacks(gw, "checkout").await,
+            json!({"value": [{"a": ["r", "b"]}], "source": "key"})
+        );
+        assert_eq!(chat(gw, &secret, "a").await, (200, "from r".into()));
+        let reqs = r.received_requests().await.unwrap();
+        assert_eq!(last_authorization(&reqs), "Bearer sk-upstream-r");
+
         // The team page lists no overriding key now; phone width renders the key page.
         c.set_window_size(390, 900).await.unwrap();
         c.goto(&format!("{}/ui/keys", gw.url)).await.unwrap();
@@ -935,8 +992,31 @@ async fn browser_sign_in(c: &fantoccini::Client, gw: &Gateway) {
 #[tokio::test]
 async fn export_from_one_gateway_and_import_into_another_in_headless_chromium() {
     let Some(b) = browser().await else { return };
-    let source = fixture(store::connect("sqlite::memory:").await.unwrap()).await;
-    let target = fixture(store::connect("sqlite::memory:").await.unwrap()).await;
+    let sealed = || store::connect_with("sqlite::memory:", crate::models::options());
+    let source = fixture(sealed().await.unwrap()).await;
+    let target_store = sealed().await.unwrap();
+    let target = fixture(Arc::clone(&target_store)).await;
+    // A runtime model whose credential is exported redacted and bound on import.
+    let r = ok_upstream("from r").await;
+    let (s, v) = admin_post(
+        &source.gw,
+        "/credentials",
+        MASTER,
+        json!({"credential_name": "openai-prod", "credential_values": {"api_key": "sk-bound-1"}}),
+    )
+    .await;
+    assert_eq!(s, 200, "{v}");
+    let (s, v) = admin_post(
+        &source.gw,
+        "/model/new",
+        MASTER,
+        json!({"model_name": "r",
+               "litellm_params": {"model": "openai/gpt-r", "api_base": format!("{}/v1", r.uri()),
+                                  "litellm_credential_name": "openai-prod"},
+               "model_info": {"id": "r1"}}),
+    )
+    .await;
+    assert_eq!(s, 200, "{v}");
     let (s, v) = crate::keys::admin_post(
         &source.gw,
         "/team/new",
@@ -1000,8 +1080,25 @@ async fn export_from_one_gateway_and_import_into_another_in_headless_chromium() 
         );
         assert!(table.contains("create"), "{table}");
         shot(c, "import-plan.png").await;
+        // The redacted credential needs its value: applying without it changes nothing.
+        assert!(text(c, "#bind-secrets").await.contains("openai-prod/api_key"));
+        c.execute(
+            "document.getElementById('bind-0').removeAttribute('required')",
+            vec![],
+        )
+        .await
+        .unwrap();
+        click(c, "#apply-import").await;
+        assert!(text(c, "#e-bind-0")
+            .await
+            .contains("enter the value of openai-prod/api_key"));
+        assert!(target_store.credential("openai-prod").await.unwrap().is_none());
+        fill(c, "#bind-0", "sk-bound-1").await;
+        c.find(Css("#bind-secrets")).await.unwrap().click().await.unwrap();
+        shot(c, "import-bind-secrets.png").await;
         click(c, "#apply-import").await;
         flash(c, "Imported").await;
+        assert!(!c.source().await.unwrap().contains("sk-bound-1"));
 
         // Importing the same document again plans nothing.
         c.execute(
@@ -1046,4 +1143,8 @@ async fn export_from_one_gateway_and_import_into_another_in_headless_chromium() 
         }
     }
     assert_eq!(chat(&target.gw, &secret, "a").await, (200, "from c".into()));
+    // The bound secret is the one the model sends upstream on the target.
+    assert_eq!(chat(&target.gw, MASTER, "r").await, (200, "from r".into()));
+    let reqs = r.received_requests().await.unwrap();
+    assert_eq!(last_authorization(&reqs), "Bearer sk-bound-1");
 }
