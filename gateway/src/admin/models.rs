@@ -323,7 +323,10 @@ fn serving(state: &AppState, id: &str) -> bool {
 
 pub async fn create(State(state): State<AppState>, bytes: Bytes) -> Result<Json<Value>, ApiError> {
     let model = create_model(&state, &Actor::master_key(), body(&bytes)?).await?;
-    Ok(Json(runtime_view(&model, serving(&state, &model.spec.model_id))))
+    Ok(Json(runtime_view(
+        &model,
+        serving(&state, &model.spec.model_id),
+    )))
 }
 
 /// Creates a runtime model (`/model/new` and the UI): checked like the config file's,
@@ -363,7 +366,10 @@ fn merge(target: &mut JsonObject, patch: JsonObject) {
 
 pub async fn update(State(state): State<AppState>, bytes: Bytes) -> Result<Json<Value>, ApiError> {
     let model = update_model(&state, &Actor::master_key(), body(&bytes)?).await?;
-    Ok(Json(runtime_view(&model, serving(&state, &model.spec.model_id))))
+    Ok(Json(runtime_view(
+        &model,
+        serving(&state, &model.spec.model_id),
+    )))
 }
 
 /// Changes a runtime model (`/model/update` and the UI): LiteLLM's merge (`null` removes a

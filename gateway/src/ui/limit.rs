@@ -120,7 +120,10 @@ mod tests {
         }
         let wait = l.check(a).unwrap_err();
         assert_eq!(wait, WINDOW);
-        assert!(l.check(ip("10.0.0.2")).is_ok(), "other addresses still sign in");
+        assert!(
+            l.check(ip("10.0.0.2")).is_ok(),
+            "other addresses still sign in"
+        );
         tokio::time::advance(Duration::from_secs(45)).await;
         assert_eq!(l.check(a).unwrap_err(), Duration::from_secs(15));
         tokio::time::advance(Duration::from_secs(15)).await;

@@ -254,7 +254,12 @@ fn decimal(field: &str, label: &str, v: &str) -> Result<Option<f64>, FieldError>
             .ok()
             .filter(|n| n.is_finite() && *n >= 0.0)
             .map(Some)
-            .ok_or_else(|| bad(field, format!("{label} must be a number such as 2 or 0.5, not {v:?}"))),
+            .ok_or_else(|| {
+                bad(
+                    field,
+                    format!("{label} must be a number such as 2 or 0.5, not {v:?}"),
+                )
+            }),
     }
 }
 
@@ -392,8 +397,16 @@ fn field_error(e: ApiError) -> Result<FieldError, UiError> {
         "model_info.id" | "id" => "model_id",
         p if p == format!("litellm_params.{CREDENTIAL_PARAM}") => "credential",
         p => match p.rsplit('.').next().unwrap_or_default() {
-            f @ ("api_base" | "rpm" | "tpm" | "order" | "weight" | "timeout" | "api_key"
-            | "access_groups" | "input_cost_per_token" | "output_cost_per_token") => f,
+            f @ ("api_base"
+            | "rpm"
+            | "tpm"
+            | "order"
+            | "weight"
+            | "timeout"
+            | "api_key"
+            | "access_groups"
+            | "input_cost_per_token"
+            | "output_cost_per_token") => f,
             _ => "model",
         },
     };
@@ -517,10 +530,11 @@ async fn runtime_model(ui: &UiState, id: &str) -> Result<RuntimeModel, UiError> 
             "model {id:?} comes from the config file and is read-only here; change the config file instead"
         ))));
     }
-    store(ui)?
-        .model(id)
-        .await?
-        .ok_or_else(|| UiError(ApiError::not_found(format!("there is no runtime model {id:?}"))))
+    store(ui)?.model(id).await?.ok_or_else(|| {
+        UiError(ApiError::not_found(format!(
+            "there is no runtime model {id:?}"
+        )))
+    })
 }
 
 async fn render_edit(

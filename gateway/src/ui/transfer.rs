@@ -325,10 +325,10 @@ pub async fn apply(State(ui): State<UiState>, admin: Admin, bytes: Bytes) -> UiR
         Err(e) => return refused(&admin, &f, e),
     };
     if !planned.unbound.is_empty() {
-        let msg = format!(
-            "{} redacted secrets have no value; nothing was changed",
-            planned.unbound.len()
-        );
+        let msg = match planned.unbound.len() {
+            1 => "a redacted secret has no value; nothing was changed".to_string(),
+            n => format!("{n} redacted secrets have no value; nothing was changed"),
+        };
         let mut resp = render_plan(&admin, &f, &planned, Some(&msg), true);
         *resp.status_mut() = axum::http::StatusCode::UNPROCESSABLE_ENTITY;
         return Ok(resp);

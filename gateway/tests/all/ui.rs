@@ -384,7 +384,8 @@ async fn runtime_models_are_created_edited_and_deleted_on_the_models_page() {
         let post = |path: &'static str, fields: Vec<(&'static str, String)>| {
             let s = &s;
             async move {
-                let refs: Vec<(&str, &str)> = fields.iter().map(|(k, v)| (*k, v.as_str())).collect();
+                let refs: Vec<(&str, &str)> =
+                    fields.iter().map(|(k, v)| (*k, v.as_str())).collect();
                 s.post(path, &refs).await
             }
         };
@@ -397,12 +398,21 @@ async fn runtime_models_are_created_edited_and_deleted_on_the_models_page() {
         .await;
         assert_eq!(st, 422, "{backend}");
         assert!(html.contains(r#"id="e-rpm""#), "{backend}: {html}");
-        assert!(html.contains("requests per minute must be a whole number"), "{backend}");
-        assert!(!html.contains(KEY), "{backend}: the key is not rendered back");
+        assert!(
+            html.contains("requests per minute must be a whole number"),
+            "{backend}"
+        );
+        assert!(
+            !html.contains(KEY),
+            "{backend}: the key is not rendered back"
+        );
         // The config file's id, and a model the loader refuses: field errors, nothing left.
         let (st, _, html) = post("/ui/models", model(&[("model_id", "a1")])).await;
         assert_eq!(st, 422, "{backend}");
-        assert!(html.contains("already a deployment of the config file"), "{backend}");
+        assert!(
+            html.contains("already a deployment of the config file"),
+            "{backend}"
+        );
         let (st, _, html) = post(
             "/ui/models",
             model(&[("model_id", "r1"), ("model", "openai/"), ("api_key", KEY)]),
@@ -429,34 +439,74 @@ async fn runtime_models_are_created_edited_and_deleted_on_the_models_page() {
             ]),
         )
         .await;
-        assert_eq!((st, loc.as_str()), (303, "/ui/models?done=created"), "{backend}");
+        assert_eq!(
+            (st, loc.as_str()),
+            (303, "/ui/models?done=created"),
+            "{backend}"
+        );
         let m = store.model("r1").await.unwrap().unwrap();
         assert_eq!(m.spec.model_name, "r", "{backend}");
-        assert_eq!(m.spec.credential_name.as_deref(), Some("r1-api-key"), "{backend}");
+        assert_eq!(
+            m.spec.credential_name.as_deref(),
+            Some("r1-api-key"),
+            "{backend}"
+        );
         assert_eq!(m.spec.litellm_params["rpm"], json!(60), "{backend}");
         assert_eq!(m.spec.litellm_params["weight"], json!(2.0), "{backend}");
         assert!(!m.spec.litellm_params.contains_key("api_key"), "{backend}");
-        assert_eq!(m.spec.model_info["access_groups"], json!(["beta", "gamma"]), "{backend}");
-        assert_eq!(m.spec.model_info["input_cost_per_token"], json!(0.000002), "{backend}");
-        let values = store.credential_values("r1-api-key").await.unwrap().unwrap();
+        assert_eq!(
+            m.spec.model_info["access_groups"],
+            json!(["beta", "gamma"]),
+            "{backend}"
+        );
+        assert_eq!(
+            m.spec.model_info["input_cost_per_token"],
+            json!(0.000002),
+            "{backend}"
+        );
+        let values = store
+            .credential_values("r1-api-key")
+            .await
+            .unwrap()
+            .unwrap();
         assert_eq!(values["api_key"].expose_secret(), KEY, "{backend}");
         // It serves at once, with the key, and the admin API lists it as a runtime model.
-        assert_eq!(chat(gw, MASTER, "r").await, (200, "from r".into()), "{backend}");
+        assert_eq!(
+            chat(gw, MASTER, "r").await,
+            (200, "from r".into()),
+            "{backend}"
+        );
         let reqs = up.received_requests().await.unwrap();
-        assert_eq!(last_authorization(&reqs), format!("Bearer {KEY}"), "{backend}");
+        assert_eq!(
+            last_authorization(&reqs),
+            format!("Bearer {KEY}"),
+            "{backend}"
+        );
         let (_, info) = admin_get(gw, "/model/info?litellm_model_id=r1", MASTER).await;
-        assert_eq!(info["data"][0]["model_info"]["source"], "runtime", "{backend}: {info}");
+        assert_eq!(
+            info["data"][0]["model_info"]["source"], "runtime",
+            "{backend}: {info}"
+        );
 
         // The pages: listed and marked runtime, the key only "set"; config ones have no editor.
         let (_, html) = s.get("/ui/models?done=created").await;
         assert!(html.contains(r#"data-model="r1""#), "{backend}");
         assert!(html.contains("Created."), "{backend}");
-        assert!(html.contains("config · read-only"), "{backend}: a1 still marked");
+        assert!(
+            html.contains("config · read-only"),
+            "{backend}: a1 still marked"
+        );
         assert!(!html.contains(KEY), "{backend}");
         let (st, html) = s.get("/ui/models/r1").await;
         assert_eq!(st, 200, "{backend}");
-        assert!(html.contains(r#"id="api-key-state">(set)"#), "{backend}: {html}");
-        assert!(!html.contains(KEY), "{backend}: the edit page holds no secret");
+        assert!(
+            html.contains(r#"id="api-key-state">(set)"#),
+            "{backend}: {html}"
+        );
+        assert!(
+            !html.contains(KEY),
+            "{backend}: the edit page holds no secret"
+        );
         assert_eq!(s.get("/ui/models/a1").await.0, 403, "{backend}: read-only");
         let (st, _, _) = s.post("/ui/models/a1/delete", &[]).await;
         assert_eq!(st, 403, "{backend}");
@@ -464,16 +514,35 @@ async fn runtime_models_are_created_edited_and_deleted_on_the_models_page() {
         // Edited: an empty key field keeps the key; an emptied field is removed.
         let (st, loc, _) = post(
             "/ui/models/r1",
-            model(&[("credential", "r1-api-key"), ("rpm", "7"), ("access_groups", "beta")]),
+            model(&[
+                ("credential", "r1-api-key"),
+                ("rpm", "7"),
+                ("access_groups", "beta"),
+            ]),
         )
         .await;
-        assert_eq!((st, loc.as_str()), (303, "/ui/models/r1?done=saved"), "{backend}");
+        assert_eq!(
+            (st, loc.as_str()),
+            (303, "/ui/models/r1?done=saved"),
+            "{backend}"
+        );
         let m = store.model("r1").await.unwrap().unwrap();
         assert_eq!(m.spec.litellm_params["rpm"], json!(7), "{backend}");
         assert!(!m.spec.litellm_params.contains_key("weight"), "{backend}");
-        assert!(!m.spec.model_info.contains_key("input_cost_per_token"), "{backend}");
-        assert_eq!(m.spec.model_info["access_groups"], json!(["beta"]), "{backend}");
-        assert_eq!(m.spec.credential_name.as_deref(), Some("r1-api-key"), "{backend}");
+        assert!(
+            !m.spec.model_info.contains_key("input_cost_per_token"),
+            "{backend}"
+        );
+        assert_eq!(
+            m.spec.model_info["access_groups"],
+            json!(["beta"]),
+            "{backend}"
+        );
+        assert_eq!(
+            m.spec.credential_name.as_deref(),
+            Some("r1-api-key"),
+            "{backend}"
+        );
         assert_eq!(chat(gw, MASTER, "r").await.0, 200, "{backend}");
         // A bad edit is refused in place (the admin check's error, on its field); nothing changes.
         let (st, _, html) = post(
@@ -488,13 +557,24 @@ async fn runtime_models_are_created_edited_and_deleted_on_the_models_page() {
         assert_eq!(st, 422, "{backend}");
         assert!(html.contains("enter the upstream model"), "{backend}");
         let m = store.model("r1").await.unwrap().unwrap();
-        assert_eq!(m.spec.litellm_params["rpm"], json!(7), "{backend}: unchanged");
+        assert_eq!(
+            m.spec.litellm_params["rpm"],
+            json!(7),
+            "{backend}: unchanged"
+        );
 
         // Deleted: with the credential the UI made for it; requests for it stop.
         let (st, loc, _) = s.post("/ui/models/r1/delete", &[]).await;
-        assert_eq!((st, loc.as_str()), (303, "/ui/models?done=deleted"), "{backend}");
+        assert_eq!(
+            (st, loc.as_str()),
+            (303, "/ui/models?done=deleted"),
+            "{backend}"
+        );
         assert!(store.model("r1").await.unwrap().is_none(), "{backend}");
-        assert!(store.credential("r1-api-key").await.unwrap().is_none(), "{backend}");
+        assert!(
+            store.credential("r1-api-key").await.unwrap().is_none(),
+            "{backend}"
+        );
         assert_eq!(chat(gw, MASTER, "r").await.0, 404, "{backend}");
     }
     drop_schema(pg).await;
@@ -532,7 +612,10 @@ async fn a_redacted_export_imports_in_the_ui_once_its_secrets_are_bound() {
         .get("/ui/state/export?secrets=redacted&format=yaml")
         .await
         .1;
-    assert!(doc.contains("<redacted:credentials/openai-prod/api_key>"), "{doc}");
+    assert!(
+        doc.contains("<redacted:credentials/openai-prod/api_key>"),
+        "{doc}"
+    );
     assert!(!doc.contains(SECRET));
 
     let (stores, pg) = stores_with(crate::models::options()).await;
@@ -552,7 +635,10 @@ async fn a_redacted_export_imports_in_the_ui_once_its_secrets_are_bound() {
         assert!(html.contains("r1"), "{backend}: the plan shows the model");
         // Applied without the value: a field error, nothing imported.
         let (st, _, html) = s
-            .post("/ui/state/apply", &[("document", &doc), ("bind:openai-prod/api_key", "")])
+            .post(
+                "/ui/state/apply",
+                &[("document", &doc), ("bind:openai-prod/api_key", "")],
+            )
             .await;
         assert_eq!(st, 422, "{backend}");
         let html = html.replace("&#x2F;", "/");
@@ -562,28 +648,56 @@ async fn a_redacted_export_imports_in_the_ui_once_its_secrets_are_bound() {
             "{backend}: {html}"
         );
         assert!(html.contains("nothing was changed"), "{backend}");
-        assert!(target_store.credential("openai-prod").await.unwrap().is_none(), "{backend}");
-        assert!(target_store.model("r1").await.unwrap().is_none(), "{backend}");
+        assert!(
+            target_store
+                .credential("openai-prod")
+                .await
+                .unwrap()
+                .is_none(),
+            "{backend}"
+        );
+        assert!(
+            target_store.model("r1").await.unwrap().is_none(),
+            "{backend}"
+        );
         // A value typed on the plan page is not rendered back when the plan is shown again.
         let (st, _, html) = s
-            .post("/ui/state/plan", &[("document", &doc), ("bind:openai-prod/api_key", SECRET)])
+            .post(
+                "/ui/state/plan",
+                &[("document", &doc), ("bind:openai-prod/api_key", SECRET)],
+            )
             .await;
         assert_eq!(st, 200, "{backend}");
         assert!(!html.contains(SECRET), "{backend}: no secret in the page");
         // Applied with the value: sealed in the target, and the model serves with it.
         let (st, loc, body) = s
-            .post("/ui/state/apply", &[("document", &doc), ("bind:openai-prod/api_key", SECRET)])
+            .post(
+                "/ui/state/apply",
+                &[("document", &doc), ("bind:openai-prod/api_key", SECRET)],
+            )
             .await;
-        assert_eq!((st, loc.as_str()), (303, "/ui/state?done=imported"), "{backend}: {body}");
+        assert_eq!(
+            (st, loc.as_str()),
+            (303, "/ui/state?done=imported"),
+            "{backend}: {body}"
+        );
         let values = target_store
             .credential_values("openai-prod")
             .await
             .unwrap()
             .unwrap();
         assert_eq!(values["api_key"].expose_secret(), SECRET, "{backend}");
-        assert_eq!(chat(&target.gw, MASTER, "r").await, (200, "from r".into()), "{backend}");
+        assert_eq!(
+            chat(&target.gw, MASTER, "r").await,
+            (200, "from r".into()),
+            "{backend}"
+        );
         let reqs = up.received_requests().await.unwrap();
-        assert_eq!(last_authorization(&reqs), format!("Bearer {SECRET}"), "{backend}");
+        assert_eq!(
+            last_authorization(&reqs),
+            format!("Bearer {SECRET}"),
+            "{backend}"
+        );
     }
     drop_schema(pg).await;
 }
@@ -927,7 +1041,10 @@ async fn fallback_editor_in_headless_chromium() {
         click(c, "#create-model button[type=submit]").await;
         flash(c, "Created").await;
         let listed = text(c, "#runtime-table").await;
-        assert!(listed.contains("r1") && listed.contains("serving"), "{listed}");
+        assert!(
+            listed.contains("r1") && listed.contains("serving"),
+            "{listed}"
+        );
         assert!(!c.source().await.unwrap().contains("sk-upstream-r"));
         let (s, info) = admin_get(gw, "/model/info?litellm_model_id=r1", MASTER).await;
         assert_eq!(s, 200, "{info}");
@@ -1081,7 +1198,9 @@ async fn export_from_one_gateway_and_import_into_another_in_headless_chromium() 
         assert!(table.contains("create"), "{table}");
         shot(c, "import-plan.png").await;
         // The redacted credential needs its value: applying without it changes nothing.
-        assert!(text(c, "#bind-secrets").await.contains("openai-prod/api_key"));
+        assert!(text(c, "#bind-secrets")
+            .await
+            .contains("openai-prod/api_key"));
         c.execute(
             "document.getElementById('bind-0').removeAttribute('required')",
             vec![],
@@ -1092,9 +1211,18 @@ async fn export_from_one_gateway_and_import_into_another_in_headless_chromium() 
         assert!(text(c, "#e-bind-0")
             .await
             .contains("enter the value of openai-prod/api_key"));
-        assert!(target_store.credential("openai-prod").await.unwrap().is_none());
+        assert!(target_store
+            .credential("openai-prod")
+            .await
+            .unwrap()
+            .is_none());
         fill(c, "#bind-0", "sk-bound-1").await;
-        c.find(Css("#bind-secrets")).await.unwrap().click().await.unwrap();
+        c.find(Css("#bind-secrets"))
+            .await
+            .unwrap()
+            .click()
+            .await
+            .unwrap();
         shot(c, "import-bind-secrets.png").await;
         click(c, "#apply-import").await;
         flash(c, "Imported").await;
