@@ -576,6 +576,37 @@ async fn runtime_models_are_created_edited_and_deleted_on_the_models_page() {
             "{backend}"
         );
         assert_eq!(chat(gw, MASTER, "r").await.0, 404, "{backend}");
+
+        // Each change left an audit entry by the master key, as through the admin API; the
+        // typed key is in none of them.
+        let all = store
+            .audit_log(&store::AuditFilter::default(), store::Page::new(1000, 0))
+            .await
+            .unwrap();
+        let mut r1: Vec<(&str, &str)> = all
+            .items
+            .iter()
+            .filter(|e| e.object_id == "r1")
+            .map(|e| (e.action.as_str(), e.actor.as_str()))
+            .collect();
+        r1.sort();
+        assert_eq!(
+            r1,
+            [
+                ("create", "master_key"),
+                ("delete", "master_key"),
+                ("update", "master_key")
+            ],
+            "{backend}"
+        );
+        for e in &all.items {
+            let text = format!("{:?} {:?}", e.before, e.after);
+            assert!(
+                !text.contains(KEY),
+                "{backend}: audit entry {} holds the key",
+                e.id
+            );
+        }
     }
     drop_schema(pg).await;
 }
