@@ -24,6 +24,8 @@ use crate::store::{Actor, CredentialPatch, JsonObject, NewCredential, RuntimeMod
 #[derive(Debug, Serialize)]
 struct DeploymentRow {
     id: String,
+    /// `id` percent-encoded for links.
+    path: String,
     provider: &'static str,
     upstream_model: String,
     api_base: Option<String>,
@@ -89,6 +91,7 @@ async fn render_page(
             .or_default()
             .push(DeploymentRow {
                 id: dep.id.0.clone(),
+                path: urlencode(&dep.id.0),
                 provider: dep.provider.as_str(),
                 upstream_model: dep.upstream_model.clone(),
                 api_base: dep.api_base.as_deref().map(without_userinfo),
@@ -586,7 +589,9 @@ pub async fn edit(
         Err(e) => return render_edit(&ui, &admin, &m, Some((&f, &e)), None).await,
     };
     let own = own_credential(&id);
-    if f.clear_api_key.is_some() && m.spec.credential_name.as_deref() == Some(own.as_str()) {
+    let drop_own =
+        f.clear_api_key.is_some() && m.spec.credential_name.as_deref() == Some(own.as_str());
+    if drop_own {
         p.params.insert(CREDENTIAL_PARAM.into(), Value::Null);
     }
     let made = match bind_key(&ui, &id, &mut p, &f.credential).await {
@@ -601,6 +606,10 @@ pub async fn edit(
     };
     match admin::update_model(&ui.app, &Actor::master_key(), body).await {
         Ok(_) => {
+            if drop_own {
+                // The key's credential was this model's alone.
+                forget_credential(&ui, Some(own)).await;
+            }
             tracing::info!(model_id = %id, "runtime model updated in the admin ui");
             Ok(Redirect::to(&format!("/ui/models/{}?done=saved", urlencode(&id))).into_response())
         }

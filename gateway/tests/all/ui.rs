@@ -563,7 +563,51 @@ async fn runtime_models_are_created_edited_and_deleted_on_the_models_page() {
             "{backend}: unchanged"
         );
 
-        // Deleted: with the credential the UI made for it; requests for it stop.
+        // "Remove the API key": the model names no credential, and the UI's one is gone.
+        let (st, _, _) = post(
+            "/ui/models/r1",
+            model(&[
+                ("credential", "r1-api-key"),
+                ("rpm", "7"),
+                ("clear_api_key", "1"),
+            ]),
+        )
+        .await;
+        assert_eq!(st, 303, "{backend}");
+        let m = store.model("r1").await.unwrap().unwrap();
+        assert_eq!(m.spec.credential_name, None, "{backend}");
+        assert!(
+            store.credential("r1-api-key").await.unwrap().is_none(),
+            "{backend}"
+        );
+        let (_, html) = s.get("/ui/models/r1").await;
+        assert!(
+            html.contains(r#"id="api-key-state">(not set)"#),
+            "{backend}"
+        );
+
+        // A new key typed on the edit page: sealed in a new credential of the model.
+        let (st, _, _) = post(
+            "/ui/models/r1",
+            model(&[("api_key", "sk-upstream-secret-2")]),
+        )
+        .await;
+        assert_eq!(st, 303, "{backend}");
+        let m = store.model("r1").await.unwrap().unwrap();
+        assert_eq!(
+            m.spec.credential_name.as_deref(),
+            Some("r1-api-key"),
+            "{backend}"
+        );
+        assert_eq!(chat(gw, MASTER, "r").await.0, 200, "{backend}");
+        let reqs = up.received_requests().await.unwrap();
+        assert_eq!(
+            last_authorization(&reqs),
+            "Bearer sk-upstream-secret-2",
+            "{backend}"
+        );
+
+        // Deleted, with the credential the UI made for it; requests for it stop.
         let (st, loc, _) = s.post("/ui/models/r1/delete", &[]).await;
         assert_eq!(
             (st, loc.as_str()),
@@ -595,6 +639,8 @@ async fn runtime_models_are_created_edited_and_deleted_on_the_models_page() {
             [
                 ("create", "master_key"),
                 ("delete", "master_key"),
+                ("update", "master_key"),
+                ("update", "master_key"),
                 ("update", "master_key")
             ],
             "{backend}"
@@ -1090,6 +1136,11 @@ async fn fallback_editor_in_headless_chromium() {
         c.goto(&format!("{}/ui/models", gw.url)).await.unwrap();
         text(c, "#runtime-table").await;
         shot(c, "models-runtime.png").await;
+        c.set_window_size(390, 900).await.unwrap();
+        click(c, r#"#runtime-table a"#).await;
+        text(c, "#edit-model").await;
+        shot(c, "model-edit-phone.png").await;
+        c.set_window_size(1280, 1000).await.unwrap();
 
         c.goto(key_url.as_str()).await.unwrap();
         click(c, r#"#kind-fallbacks [data-action="override"]"#).await;
