@@ -257,7 +257,9 @@ where
     F: Future<Output = ()> + Send + 'static,
 {
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    let server = axum::serve(listener, app(state)).with_graceful_shutdown(async move {
+    // The peer address reaches handlers (`ConnectInfo`): the admin UI limits failed sign-ins per IP.
+    let service = app(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
+    let server = axum::serve(listener, service).with_graceful_shutdown(async move {
         shutdown.await;
         let _ = tx.send(());
     });

@@ -21,17 +21,17 @@ use crate::store::{
 use crate::AppState;
 
 /// LiteLLM's way of naming a credential inside `litellm_params`; kept as `credential_name`.
-const CREDENTIAL_PARAM: &str = "litellm_credential_name";
+pub const CREDENTIAL_PARAM: &str = "litellm_credential_name";
 /// Credential values copied into the params as plain settings (not secrets).
 const PLAIN_CREDENTIAL_VALUES: &[&str] = &["api_base", "api_version"];
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct NewBody {
-    model_name: String,
-    litellm_params: JsonObject,
+    pub model_name: String,
+    pub litellm_params: JsonObject,
     #[serde(default)]
-    model_info: JsonObject,
+    pub model_info: JsonObject,
 }
 
 /// LiteLLM's shape: the deployment is named by `model_info.id`; `litellm_params` and
@@ -40,10 +40,10 @@ pub struct NewBody {
 #[serde(deny_unknown_fields)]
 pub struct UpdateBody {
     #[serde(default)]
-    model_name: Option<String>,
+    pub model_name: Option<String>,
     #[serde(default)]
-    litellm_params: Option<JsonObject>,
-    model_info: JsonObject,
+    pub litellm_params: Option<JsonObject>,
+    pub model_info: JsonObject,
 }
 
 #[derive(Debug, Deserialize)]
@@ -67,7 +67,7 @@ fn read_only(id: &str) -> ApiError {
     .with_code("read_only")
 }
 
-fn is_file_model(state: &AppState, id: &str) -> bool {
+pub(crate) fn is_file_model(state: &AppState, id: &str) -> bool {
     state.router.file_deployments().iter().any(|d| d.id.0 == id)
         || state.config.unserved.iter().any(|u| u.id.0 == id)
 }
@@ -324,8 +324,21 @@ fn serving(state: &AppState, id: &str) -> bool {
 }
 
 pub async fn create(State(state): State<AppState>, bytes: Bytes) -> Result<Json<Value>, ApiError> {
-    let store = store(&state)?;
-    let mut b: NewBody = body(&bytes)?;
+    let model = create_model(&state, &Actor::master_key(), body(&bytes)?).await?;
+    Ok(Json(runtime_view(
+        &model,
+        serving(&state, &model.spec.model_id),
+    )))
+}
+
+/// Creates a runtime model (`/model/new` and the UI): checked like the config file's,
+/// written with an audit entry, and served from the next request on.
+pub(crate) async fn create_model(
+    state: &AppState,
+    actor: &Actor,
+    mut b: NewBody,
+) -> Result<RuntimeModel, ApiError> {
+    let store = store(state)?;
     let model_id = take_id(&mut b.model_info)?.unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
     let credential_name = take_credential(&mut b.litellm_params)?.flatten();
     let spec = ModelSpec {
@@ -335,11 +348,11 @@ pub async fn create(State(state): State<AppState>, bytes: Bytes) -> Result<Json<
         credential_name,
         model_info: b.model_info,
     };
-    check(&state, store.as_ref(), &spec).await?;
-    let model = store.create_model(&Actor::master_key(), &spec).await?;
-    reload_after_change(&state).await;
+    check(state, store.as_ref(), &spec).await?;
+    let model = store.create_model(actor, &spec).await?;
+    reload_after_change(state).await;
     state.key_cache.invalidate_all();
-    Ok(Json(runtime_view(&model, serving(&state, &spec.model_id))))
+    Ok(model)
 }
 
 /// Applies a JSON merge of `patch` onto `target`: `null` removes a key.
@@ -354,13 +367,26 @@ fn merge(target: &mut JsonObject, patch: JsonObject) {
 }
 
 pub async fn update(State(state): State<AppState>, bytes: Bytes) -> Result<Json<Value>, ApiError> {
-    let store = store(&state)?;
-    let mut b: UpdateBody = body(&bytes)?;
+    let model = update_model(&state, &Actor::master_key(), body(&bytes)?).await?;
+    Ok(Json(runtime_view(
+        &model,
+        serving(&state, &model.spec.model_id),
+    )))
+}
+
+/// Changes a runtime model (`/model/update` and the UI): LiteLLM's merge (`null` removes a
+/// key), checked again in whole, config-file models refused.
+pub(crate) async fn update_model(
+    state: &AppState,
+    actor: &Actor,
+    mut b: UpdateBody,
+) -> Result<RuntimeModel, ApiError> {
+    let store = store(state)?;
     let id = take_id(&mut b.model_info)?.ok_or_else(|| {
         ApiError::bad_request("model_info.id names the model to update and is required")
             .with_param("model_info.id")
     })?;
-    if is_file_model(&state, &id) {
+    if is_file_model(state, &id) {
         return Err(read_only(&id));
     }
     let current = find(store.as_ref(), &id).await?;
@@ -375,31 +401,39 @@ pub async fn update(State(state): State<AppState>, bytes: Bytes) -> Result<Json<
         merge(&mut spec.litellm_params, params);
     }
     merge(&mut spec.model_info, b.model_info);
-    check(&state, store.as_ref(), &spec).await?;
+    check(state, store.as_ref(), &spec).await?;
     let patch = ModelPatch {
         model_name: Some(spec.model_name.clone()),
         litellm_params: Some(spec.litellm_params.clone()),
         credential_name: Some(spec.credential_name.clone()),
         model_info: Some(spec.model_info.clone()),
     };
-    let model = store
-        .update_model(&Actor::master_key(), &id, &patch)
-        .await?;
-    reload_after_change(&state).await;
+    let model = store.update_model(actor, &id, &patch).await?;
+    reload_after_change(state).await;
     state.key_cache.invalidate_all();
-    Ok(Json(runtime_view(&model, serving(&state, &id))))
+    Ok(model)
 }
 
 pub async fn delete(State(state): State<AppState>, bytes: Bytes) -> Result<Json<Value>, ApiError> {
-    let store = store(&state)?;
     let b: DeleteBody = body(&bytes)?;
-    if is_file_model(&state, &b.id) {
-        return Err(read_only(&b.id));
-    }
-    let model = store.delete_model(&Actor::master_key(), &b.id).await?;
-    reload_after_change(&state).await;
-    state.key_cache.invalidate_all();
+    let model = delete_model(&state, &Actor::master_key(), &b.id).await?;
     Ok(Json(json!({"deleted": runtime_view(&model, false)})))
+}
+
+/// Deletes a runtime model (`/model/delete` and the UI); config-file models are refused.
+pub(crate) async fn delete_model(
+    state: &AppState,
+    actor: &Actor,
+    id: &str,
+) -> Result<RuntimeModel, ApiError> {
+    let store = store(state)?;
+    if is_file_model(state, id) {
+        return Err(read_only(id));
+    }
+    let model = store.delete_model(actor, id).await?;
+    reload_after_change(state).await;
+    state.key_cache.invalidate_all();
+    Ok(model)
 }
 
 /// Every deployment: the config file's (read-only) first, then the runtime ones. Without a

@@ -4,6 +4,7 @@
 //! validation (`admin::validate`), so the UI can save nothing the admin API would refuse.
 
 mod keys;
+mod limit;
 mod models;
 mod session;
 mod settings;
@@ -55,6 +56,7 @@ static TEMPLATES: LazyLock<Result<Tera, String>> = LazyLock::new(|| {
         ("teams.html", include_str!("templates/teams.html")),
         ("team.html", include_str!("templates/team.html")),
         ("models.html", include_str!("templates/models.html")),
+        ("model.html", include_str!("templates/model.html")),
         ("transfer.html", include_str!("templates/transfer.html")),
         ("plan.html", include_str!("templates/plan.html")),
     ])
@@ -69,6 +71,7 @@ static TEMPLATES: LazyLock<Result<Tera, String>> = LazyLock::new(|| {
 pub struct UiState {
     pub app: AppState,
     sessions: Arc<Sessions>,
+    logins: Arc<limit::LoginLimiter>,
 }
 
 /// The `/ui` routes, ready to merge into the app.
@@ -76,6 +79,7 @@ pub fn routes<S: Clone + Send + Sync + 'static>(state: AppState) -> axum::Router
     let ui = UiState {
         app: state,
         sessions: Arc::new(Sessions::default()),
+        logins: Arc::new(limit::LoginLimiter::default()),
     };
     axum::Router::new()
         .route("/ui", get(|| async { Redirect::to("/ui/keys") }))
@@ -95,7 +99,9 @@ pub fn routes<S: Clone + Send + Sync + 'static>(state: AppState) -> axum::Router
         .route("/ui/teams/{id}", get(teams::detail).post(teams::edit))
         .route("/ui/teams/{id}/settings", post(teams::save_settings))
         .route("/ui/teams/{id}/delete", post(teams::delete))
-        .route("/ui/models", get(models::page_route))
+        .route("/ui/models", get(models::page_route).post(models::create))
+        .route("/ui/models/{id}", get(models::detail).post(models::edit))
+        .route("/ui/models/{id}/delete", post(models::delete))
         .route("/ui/state", get(transfer::page_route))
         .route("/ui/state/export", get(transfer::export))
         .route("/ui/state/plan", post(transfer::plan))
@@ -323,6 +329,38 @@ async fn login_page(State(ui): State<UiState>, headers: HeaderMap) -> Response {
     render("login.html", &page(None, "Sign in", "login"))
 }
 
+/// The peer's address as the server saw it. Forwarding headers are not trusted here: anyone
+/// can send them, and the limit must hold for the one sending.
+pub struct ClientIp(Option<std::net::IpAddr>);
+
+impl<S: Send + Sync> FromRequestParts<S> for ClientIp {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        Ok(ClientIp(
+            parts
+                .extensions
+                .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+                .map(|c| c.0.ip()),
+        ))
+    }
+}
+
+/// 429 with `Retry-After` and the sign-in page saying when to try again.
+fn too_many_sign_ins(wait: std::time::Duration) -> Response {
+    let secs = wait.as_secs().max(1);
+    let mut ctx = page(None, "Sign in", "login");
+    ctx.insert(
+        "error",
+        &format!("Too many failed sign-ins from here. Wait {secs} seconds and try again."),
+    );
+    let mut r = render("login.html", &ctx);
+    *r.status_mut() = StatusCode::TOO_MANY_REQUESTS;
+    r.headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+    r
+}
+
 #[derive(Deserialize)]
 pub struct LoginForm {
     #[serde(default)]
@@ -333,9 +371,16 @@ async fn login(
     State(ui): State<UiState>,
     headers: HeaderMap,
     uri: Uri,
+    ClientIp(ip): ClientIp,
     Form(form): Form<LoginForm>,
 ) -> Response {
+    // Checked before the key is looked at: while limited, even the right key waits.
+    if let Err(wait) = ui.logins.check(ip) {
+        tracing::warn!("admin ui sign-in refused: too many failures");
+        return too_many_sign_ins(wait);
+    }
     let refuse = |msg: &str| {
+        ui.logins.failed(ip);
         let mut ctx = page(None, "Sign in", "login");
         ctx.insert("error", msg);
         let mut r = render("login.html", &ctx);
@@ -348,6 +393,7 @@ async fn login(
     }
     match ui.app.auth.authenticate(Some(key)).await {
         Ok(ctx) if ctx.principal == Principal::Master => {
+            ui.logins.succeeded(ip);
             let id = ui.sessions.create();
             let mut resp = Redirect::to("/ui/keys").into_response();
             set_cookie_header(resp.headers_mut(), Some(&id), is_tls(&headers, &uri));

@@ -3,10 +3,13 @@
 //! diffs), then apply or cancel. The document model, planning and the one-transaction apply
 //! are `state::`; this file only collects the form and renders the plan.
 
+use std::collections::BTreeMap;
+
 use axum::body::Bytes;
 use axum::extract::{RawQuery, State};
 use axum::http::header;
 use axum::response::{IntoResponse, Redirect, Response};
+use secrecy::SecretString;
 use serde::Serialize;
 
 use super::{page, render, store, Admin, Flash, UiError, UiResult, UiState};
@@ -131,7 +134,13 @@ struct ImportForm {
     on_conflict: ConflictMode,
     include: Include,
     include_raw: Vec<String>,
+    /// Values typed for redacted secrets, by `CREDENTIAL/FIELD` (form fields `bind:NAME`).
+    /// Never rendered back into a page.
+    bindings: BTreeMap<String, SecretString>,
 }
+
+/// Form fields carrying a value for a redacted secret are named `bind:CREDENTIAL/FIELD`.
+const BIND_PREFIX: &str = "bind:";
 
 fn import_form(bytes: &[u8]) -> Result<ImportForm, UiError> {
     let p = pairs(bytes);
@@ -148,10 +157,24 @@ fn import_form(bytes: &[u8]) -> Result<ImportForm, UiError> {
             .filter(|(k, _)| k == "include")
             .map(|(_, v)| v.clone())
             .collect(),
+        bindings: p
+            .iter()
+            .filter_map(|(k, v)| {
+                let name = k.strip_prefix(BIND_PREFIX)?;
+                (!v.is_empty()).then(|| (name.to_string(), SecretString::from(v.clone())))
+            })
+            .collect(),
     })
 }
 
-async fn planned(ui: &UiState, f: &ImportForm) -> Result<st::ImportPlan, UiError> {
+/// A plan, and the redacted secrets it still needs values for (`CREDENTIAL/FIELD`). With
+/// some unbound, the plan shown is made with stand-in values and must not be applied.
+struct Planned {
+    plan: st::ImportPlan,
+    unbound: Vec<String>,
+}
+
+async fn planned(ui: &UiState, f: &ImportForm) -> Result<Planned, UiError> {
     let store = store(ui)?;
     if f.document.trim().is_empty() {
         return Err(UiError(
@@ -159,15 +182,30 @@ async fn planned(ui: &UiState, f: &ImportForm) -> Result<st::ImportPlan, UiError
         ));
     }
     let doc = st::parse_document(&f.document, st::DEFAULT_MAX_BYTES).map_err(import_error)?;
-    let opts = st::ImportOptions {
+    let mut opts = st::ImportOptions {
         on_conflict: f.on_conflict,
         include: f.include.clone(),
-        bindings: Default::default(),
+        bindings: f.bindings.clone(),
         export_cipher: cipher(ui)?,
     };
-    st::plan(store.as_ref(), Some(&ui.app.config), doc, &opts)
-        .await
-        .map_err(import_error)
+    match st::plan(store.as_ref(), Some(&ui.app.config), doc.clone(), &opts).await {
+        Ok(plan) => Ok(Planned {
+            plan,
+            unbound: Vec::new(),
+        }),
+        Err(ImportError::Unbound(unbound)) => {
+            // Planned again with stand-ins, only to show what the import would do.
+            for name in &unbound {
+                opts.bindings
+                    .insert(name.clone(), SecretString::from(String::new()));
+            }
+            let plan = st::plan(store.as_ref(), Some(&ui.app.config), doc, &opts)
+                .await
+                .map_err(import_error)?;
+            Ok(Planned { plan, unbound })
+        }
+        Err(e) => Err(import_error(e)),
+    }
 }
 
 fn refused(admin: &Admin, f: &ImportForm, e: UiError) -> UiResult {
@@ -183,6 +221,15 @@ fn refused(admin: &Admin, f: &ImportForm, e: UiError) -> UiResult {
     let mut resp = render("transfer.html", &ctx);
     *resp.status_mut() = axum::http::StatusCode::UNPROCESSABLE_ENTITY;
     Ok(resp)
+}
+
+#[derive(Serialize)]
+struct BindView {
+    /// `CREDENTIAL/FIELD`.
+    name: String,
+    /// The input's element id.
+    id: String,
+    error: Option<String>,
 }
 
 #[derive(Serialize)]
@@ -204,10 +251,24 @@ struct ObjectView {
 fn render_plan(
     admin: &Admin,
     f: &ImportForm,
-    plan: &st::ImportPlan,
+    planned: &Planned,
     error: Option<&str>,
+    missing: bool,
 ) -> Response {
+    let plan = &planned.plan;
     let mut ctx = page(Some(admin), "Import plan", "state");
+    let unbound: Vec<BindView> = planned
+        .unbound
+        .iter()
+        .enumerate()
+        .map(|(i, name)| BindView {
+            name: name.clone(),
+            id: format!("bind-{i}"),
+            error: missing
+                .then(|| format!("enter the value of {name}: the document has only a placeholder")),
+        })
+        .collect();
+    ctx.insert("unbound", &unbound);
     let objects: Vec<ObjectView> = plan
         .objects
         .iter()
@@ -251,7 +312,7 @@ fn render_plan(
 pub async fn plan(State(ui): State<UiState>, admin: Admin, bytes: Bytes) -> UiResult {
     let f = import_form(&bytes)?;
     match planned(&ui, &f).await {
-        Ok(plan) => Ok(render_plan(&admin, &f, &plan, None)),
+        Ok(p) => Ok(render_plan(&admin, &f, &p, None, false)),
         Err(e) => refused(&admin, &f, e),
     }
 }
@@ -259,24 +320,36 @@ pub async fn plan(State(ui): State<UiState>, admin: Admin, bytes: Bytes) -> UiRe
 pub async fn apply(State(ui): State<UiState>, admin: Admin, bytes: Bytes) -> UiResult {
     let f = import_form(&bytes)?;
     // Planned again against the store as it is now: what is applied is what was checked.
-    let plan = match planned(&ui, &f).await {
+    let planned = match planned(&ui, &f).await {
         Ok(p) => p,
         Err(e) => return refused(&admin, &f, e),
     };
+    if !planned.unbound.is_empty() {
+        let msg = match planned.unbound.len() {
+            1 => "a redacted secret has no value; nothing was changed".to_string(),
+            n => format!("{n} redacted secrets have no value; nothing was changed"),
+        };
+        let mut resp = render_plan(&admin, &f, &planned, Some(&msg), true);
+        *resp.status_mut() = axum::http::StatusCode::UNPROCESSABLE_ENTITY;
+        return Ok(resp);
+    }
+    let plan = &planned.plan;
     if !plan.is_clean() {
         let msg = format!(
             "the plan has {} conflicts; nothing was changed",
             plan.summary.conflict
         );
-        let mut resp = render_plan(&admin, &f, &plan, Some(&msg));
+        let mut resp = render_plan(&admin, &f, &planned, Some(&msg), false);
         *resp.status_mut() = axum::http::StatusCode::CONFLICT;
         return Ok(resp);
     }
     let store = store(&ui)?;
-    st::apply(store.as_ref(), &Actor::new("import"), &plan)
+    st::apply(store.as_ref(), &Actor::new("import"), plan)
         .await
         .map_err(import_error)?;
     ui.app.key_cache.invalidate_all();
+    // Imported models and credentials serve from the next request on.
+    crate::admin::models::reload_after_change(&ui.app).await;
     tracing::info!(
         create = plan.summary.create,
         update = plan.summary.update,

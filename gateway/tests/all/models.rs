@@ -12,7 +12,7 @@ use switchyard::store::{self, SecretCipher};
 use crate::harness::*;
 use crate::keys::{admin_get, admin_post, chat, drop_schema, generate, stores_with, MASTER};
 
-fn options() -> store::StoreOptions {
+pub(crate) fn options() -> store::StoreOptions {
     let cipher =
         SecretCipher::for_credentials(&SecretString::from("model-test-salt-key-0123456789abcdef"))
             .unwrap();

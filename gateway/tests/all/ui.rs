@@ -2,13 +2,17 @@
 //! key fallback editor end to end in headless Chromium driven through chromedriver.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
+use secrecy::ExposeSecret;
 use serde_json::{json, Value};
 use switchyard::store;
 
 use crate::harness::*;
-use crate::keys::{admin_get, chat, drop_schema, fixture, generate, stores, MASTER};
+use crate::keys::{
+    admin_get, admin_post, chat, drop_schema, fixture, generate, stores, stores_with, MASTER,
+};
 
 fn http() -> reqwest::Client {
     reqwest::Client::builder()
@@ -322,6 +326,459 @@ async fn pages_with_10000_keys() {
     }
 }
 
+#[tokio::test]
+async fn failed_sign_ins_are_limited_per_address_and_a_success_resets_them() {
+    let f = fixture(store::connect("sqlite::memory:").await.unwrap()).await;
+    let gw = &f.gw;
+    for _ in 0..4 {
+        assert_eq!(login(gw, "sk-wrong").await.status(), 401);
+    }
+    assert_eq!(login(gw, MASTER).await.status(), 303, "under the limit");
+    // The success cleared the count: five more failures are allowed, the sixth try is not.
+    for i in 0..5 {
+        assert_eq!(login(gw, "sk-wrong").await.status(), 401, "failure {i}");
+    }
+    let r = login(gw, MASTER).await;
+    assert_eq!(r.status(), 429, "even the right key waits once limited");
+    let wait: u64 = r.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=60).contains(&wait), "{wait}");
+    assert!(r.headers().get("set-cookie").is_none());
+    let body = r.text().await.unwrap();
+    assert!(body.contains("Too many failed sign-ins"), "{body}");
+}
+
+/// A runtime model's upstream answers "from r"; the Authorization it saw is checked.
+fn last_authorization(reqs: &[wiremock::Request]) -> String {
+    reqs.last()
+        .and_then(|r| r.headers.get("authorization"))
+        .map(|v| v.to_str().unwrap().to_string())
+        .unwrap_or_default()
+}
+
+#[tokio::test]
+async fn runtime_models_are_created_edited_and_deleted_on_the_models_page() {
+    const KEY: &str = "sk-upstream-secret-1";
+    let (stores, pg) = stores_with(crate::models::options()).await;
+    for (backend, store) in stores {
+        let up = ok_upstream("from r").await;
+        let f = fixture(Arc::clone(&store)).await;
+        let gw = &f.gw;
+        let s = sign_in(gw).await;
+        let base = format!("{}/v1", up.uri());
+        let model = |extra: &[(&'static str, &'static str)]| {
+            let mut v: Vec<(&str, String)> = vec![
+                ("model_name", "r".into()),
+                ("model", "openai/gpt-r".into()),
+                ("api_base", base.clone()),
+            ];
+            for (k, val) in extra {
+                v.retain(|(n, _)| n != k);
+                v.push((k, val.to_string()));
+            }
+            v
+        };
+        let post = |path: &'static str, fields: Vec<(&'static str, String)>| {
+            let s = &s;
+            async move {
+                let refs: Vec<(&str, &str)> =
+                    fields.iter().map(|(k, v)| (*k, v.as_str())).collect();
+                s.post(path, &refs).await
+            }
+        };
+
+        // Junk in a number field: shown in place, the key not echoed, nothing saved.
+        let (st, _, html) = post(
+            "/ui/models",
+            model(&[("model_id", "r1"), ("rpm", "lots"), ("api_key", KEY)]),
+        )
+        .await;
+        assert_eq!(st, 422, "{backend}");
+        assert!(html.contains(r#"id="e-rpm""#), "{backend}: {html}");
+        assert!(
+            html.contains("requests per minute must be a whole number"),
+            "{backend}"
+        );
+        assert!(
+            !html.contains(KEY),
+            "{backend}: the key is not rendered back"
+        );
+        // The config file's id, and a model the loader refuses: field errors, nothing left.
+        let (st, _, html) = post("/ui/models", model(&[("model_id", "a1")])).await;
+        assert_eq!(st, 422, "{backend}");
+        assert!(
+            html.contains("already a deployment of the config file"),
+            "{backend}"
+        );
+        let (st, _, html) = post(
+            "/ui/models",
+            model(&[("model_id", "r1"), ("model", "openai/"), ("api_key", KEY)]),
+        )
+        .await;
+        assert_eq!(st, 422, "{backend}: {html}");
+        assert!(html.contains(r#"id="e-model""#), "{backend}: {html}");
+        assert!(store.model("r1").await.unwrap().is_none(), "{backend}");
+        assert!(
+            store.credential("r1-api-key").await.unwrap().is_none(),
+            "{backend}: the key's credential is not left behind"
+        );
+
+        // Created: the typed key is sealed in the model's own credential, never in the model.
+        let (st, loc, _) = post(
+            "/ui/models",
+            model(&[
+                ("model_id", "r1"),
+                ("api_key", KEY),
+                ("rpm", "60"),
+                ("weight", "2"),
+                ("access_groups", "beta, gamma"),
+                ("input_cost_per_token", "0.000002"),
+            ]),
+        )
+        .await;
+        assert_eq!(
+            (st, loc.as_str()),
+            (303, "/ui/models?done=created"),
+            "{backend}"
+        );
+        let m = store.model("r1").await.unwrap().unwrap();
+        assert_eq!(m.spec.model_name, "r", "{backend}");
+        assert_eq!(
+            m.spec.credential_name.as_deref(),
+            Some("r1-api-key"),
+            "{backend}"
+        );
+        assert_eq!(m.spec.litellm_params["rpm"], json!(60), "{backend}");
+        assert_eq!(m.spec.litellm_params["weight"], json!(2.0), "{backend}");
+        assert!(!m.spec.litellm_params.contains_key("api_key"), "{backend}");
+        assert_eq!(
+            m.spec.model_info["access_groups"],
+            json!(["beta", "gamma"]),
+            "{backend}"
+        );
+        assert_eq!(
+            m.spec.model_info["input_cost_per_token"],
+            json!(0.000002),
+            "{backend}"
+        );
+        let values = store
+            .credential_values("r1-api-key")
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(values["api_key"].expose_secret(), KEY, "{backend}");
+        // It serves at once, with the key, and the admin API lists it as a runtime model.
+        assert_eq!(
+            chat(gw, MASTER, "r").await,
+            (200, "from r".into()),
+            "{backend}"
+        );
+        let reqs = up.received_requests().await.unwrap();
+        assert_eq!(
+            last_authorization(&reqs),
+            format!("Bearer {KEY}"),
+            "{backend}"
+        );
+        let (_, info) = admin_get(gw, "/model/info?litellm_model_id=r1", MASTER).await;
+        assert_eq!(
+            info["data"][0]["model_info"]["source"], "runtime",
+            "{backend}: {info}"
+        );
+
+        // The pages: listed and marked runtime, the key only "set"; config ones have no editor.
+        let (_, html) = s.get("/ui/models?done=created").await;
+        assert!(html.contains(r#"data-model="r1""#), "{backend}");
+        assert!(html.contains("Created."), "{backend}");
+        assert!(
+            html.contains("config · read-only"),
+            "{backend}: a1 still marked"
+        );
+        assert!(!html.contains(KEY), "{backend}");
+        let (st, html) = s.get("/ui/models/r1").await;
+        assert_eq!(st, 200, "{backend}");
+        assert!(
+            html.contains(r#"id="api-key-state">(set)"#),
+            "{backend}: {html}"
+        );
+        assert!(
+            !html.contains(KEY),
+            "{backend}: the edit page holds no secret"
+        );
+        assert_eq!(s.get("/ui/models/a1").await.0, 403, "{backend}: read-only");
+        let (st, _, _) = s.post("/ui/models/a1/delete", &[]).await;
+        assert_eq!(st, 403, "{backend}");
+
+        // Edited: an empty key field keeps the key; an emptied field is removed.
+        let (st, loc, _) = post(
+            "/ui/models/r1",
+            model(&[
+                ("credential", "r1-api-key"),
+                ("rpm", "7"),
+                ("access_groups", "beta"),
+            ]),
+        )
+        .await;
+        assert_eq!(
+            (st, loc.as_str()),
+            (303, "/ui/models/r1?done=saved"),
+            "{backend}"
+        );
+        let m = store.model("r1").await.unwrap().unwrap();
+        assert_eq!(m.spec.litellm_params["rpm"], json!(7), "{backend}");
+        assert!(!m.spec.litellm_params.contains_key("weight"), "{backend}");
+        assert!(
+            !m.spec.model_info.contains_key("input_cost_per_token"),
+            "{backend}"
+        );
+        assert_eq!(
+            m.spec.model_info["access_groups"],
+            json!(["beta"]),
+            "{backend}"
+        );
+        assert_eq!(
+            m.spec.credential_name.as_deref(),
+            Some("r1-api-key"),
+            "{backend}"
+        );
+        assert_eq!(chat(gw, MASTER, "r").await.0, 200, "{backend}");
+        // A bad edit is refused in place (the admin check's error, on its field); nothing changes.
+        let (st, _, html) = post(
+            "/ui/models/r1",
+            model(&[("credential", "no-such-credential"), ("rpm", "9")]),
+        )
+        .await;
+        assert_eq!(st, 422, "{backend}");
+        assert!(html.contains(r#"id="e-credential""#), "{backend}: {html}");
+        assert!(html.contains("unknown credential"), "{backend}");
+        let (st, _, html) = post("/ui/models/r1", model(&[("model", "")])).await;
+        assert_eq!(st, 422, "{backend}");
+        assert!(html.contains("enter the upstream model"), "{backend}");
+        let m = store.model("r1").await.unwrap().unwrap();
+        assert_eq!(
+            m.spec.litellm_params["rpm"],
+            json!(7),
+            "{backend}: unchanged"
+        );
+
+        // "Remove the API key": the model names no credential, and the UI's one is gone.
+        let (st, _, _) = post(
+            "/ui/models/r1",
+            model(&[
+                ("credential", "r1-api-key"),
+                ("rpm", "7"),
+                ("clear_api_key", "1"),
+            ]),
+        )
+        .await;
+        assert_eq!(st, 303, "{backend}");
+        let m = store.model("r1").await.unwrap().unwrap();
+        assert_eq!(m.spec.credential_name, None, "{backend}");
+        assert!(
+            store.credential("r1-api-key").await.unwrap().is_none(),
+            "{backend}"
+        );
+        let (_, html) = s.get("/ui/models/r1").await;
+        assert!(
+            html.contains(r#"id="api-key-state">(not set)"#),
+            "{backend}"
+        );
+
+        // A new key typed on the edit page: sealed in a new credential of the model.
+        let (st, _, _) = post(
+            "/ui/models/r1",
+            model(&[("api_key", "sk-upstream-secret-2")]),
+        )
+        .await;
+        assert_eq!(st, 303, "{backend}");
+        let m = store.model("r1").await.unwrap().unwrap();
+        assert_eq!(
+            m.spec.credential_name.as_deref(),
+            Some("r1-api-key"),
+            "{backend}"
+        );
+        assert_eq!(chat(gw, MASTER, "r").await.0, 200, "{backend}");
+        let reqs = up.received_requests().await.unwrap();
+        assert_eq!(
+            last_authorization(&reqs),
+            "Bearer sk-upstream-secret-2",
+            "{backend}"
+        );
+
+        // Deleted, with the credential the UI made for it; requests for it stop.
+        let (st, loc, _) = s.post("/ui/models/r1/delete", &[]).await;
+        assert_eq!(
+            (st, loc.as_str()),
+            (303, "/ui/models?done=deleted"),
+            "{backend}"
+        );
+        assert!(store.model("r1").await.unwrap().is_none(), "{backend}");
+        assert!(
+            store.credential("r1-api-key").await.unwrap().is_none(),
+            "{backend}"
+        );
+        assert_eq!(chat(gw, MASTER, "r").await.0, 404, "{backend}");
+
+        // Each change left an audit entry by the master key, as through the admin API; the
+        // typed key is in none of them.
+        let all = store
+            .audit_log(&store::AuditFilter::default(), store::Page::new(1000, 0))
+            .await
+            .unwrap();
+        let mut r1: Vec<(&str, &str)> = all
+            .items
+            .iter()
+            .filter(|e| e.object_id == "r1")
+            .map(|e| (e.action.as_str(), e.actor.as_str()))
+            .collect();
+        r1.sort();
+        assert_eq!(
+            r1,
+            [
+                ("create", "master_key"),
+                ("delete", "master_key"),
+                ("update", "master_key"),
+                ("update", "master_key"),
+                ("update", "master_key")
+            ],
+            "{backend}"
+        );
+        for e in &all.items {
+            let text = format!("{:?} {:?}", e.before, e.after);
+            assert!(
+                !text.contains(KEY),
+                "{backend}: audit entry {} holds the key",
+                e.id
+            );
+        }
+    }
+    drop_schema(pg).await;
+}
+
+#[tokio::test]
+async fn a_redacted_export_imports_in_the_ui_once_its_secrets_are_bound() {
+    const SECRET: &str = "sk-prod-secret-9";
+    let up = ok_upstream("from r").await;
+    let source_store = store::connect_with("sqlite::memory:", crate::models::options())
+        .await
+        .unwrap();
+    let source = fixture(source_store).await;
+    let (s, v) = admin_post(
+        &source.gw,
+        "/credentials",
+        MASTER,
+        json!({"credential_name": "openai-prod", "credential_values": {"api_key": SECRET}}),
+    )
+    .await;
+    assert_eq!(s, 200, "{v}");
+    let (s, v) = admin_post(
+        &source.gw,
+        "/model/new",
+        MASTER,
+        json!({"model_name": "r",
+               "litellm_params": {"model": "openai/gpt-r", "api_base": format!("{}/v1", up.uri()),
+                                  "litellm_credential_name": "openai-prod"},
+               "model_info": {"id": "r1"}}),
+    )
+    .await;
+    assert_eq!(s, 200, "{v}");
+    let doc = sign_in(&source.gw)
+        .await
+        .get("/ui/state/export?secrets=redacted&format=yaml")
+        .await
+        .1;
+    assert!(
+        doc.contains("<redacted:credentials/openai-prod/api_key>"),
+        "{doc}"
+    );
+    assert!(!doc.contains(SECRET));
+
+    let (stores, pg) = stores_with(crate::models::options()).await;
+    for (backend, target_store) in stores {
+        let target = fixture(Arc::clone(&target_store)).await;
+        let s = sign_in(&target.gw).await;
+        // The plan lists the unbound secret with a password input.
+        let (st, _, html) = s.post("/ui/state/plan", &[("document", &doc)]).await;
+        assert_eq!(st, 200, "{backend}: {html}");
+        // Tera escapes `/` in attribute values; the browser reads it back as `/`.
+        let html = html.replace("&#x2F;", "/");
+        assert!(html.contains(r#"id="bind-secrets""#), "{backend}");
+        assert!(
+            html.contains(r#"name="bind:openai-prod/api_key" type="password""#),
+            "{backend}: {html}"
+        );
+        assert!(html.contains("r1"), "{backend}: the plan shows the model");
+        // Applied without the value: a field error, nothing imported.
+        let (st, _, html) = s
+            .post(
+                "/ui/state/apply",
+                &[("document", &doc), ("bind:openai-prod/api_key", "")],
+            )
+            .await;
+        assert_eq!(st, 422, "{backend}");
+        let html = html.replace("&#x2F;", "/");
+        assert!(
+            html.contains(r#"id="e-bind-0""#)
+                && html.contains("enter the value of openai-prod/api_key"),
+            "{backend}: {html}"
+        );
+        assert!(html.contains("nothing was changed"), "{backend}");
+        assert!(
+            target_store
+                .credential("openai-prod")
+                .await
+                .unwrap()
+                .is_none(),
+            "{backend}"
+        );
+        assert!(
+            target_store.model("r1").await.unwrap().is_none(),
+            "{backend}"
+        );
+        // A value typed on the plan page is not rendered back when the plan is shown again.
+        let (st, _, html) = s
+            .post(
+                "/ui/state/plan",
+                &[("document", &doc), ("bind:openai-prod/api_key", SECRET)],
+            )
+            .await;
+        assert_eq!(st, 200, "{backend}");
+        assert!(!html.contains(SECRET), "{backend}: no secret in the page");
+        // Applied with the value: sealed in the target, and the model serves with it.
+        let (st, loc, body) = s
+            .post(
+                "/ui/state/apply",
+                &[("document", &doc), ("bind:openai-prod/api_key", SECRET)],
+            )
+            .await;
+        assert_eq!(
+            (st, loc.as_str()),
+            (303, "/ui/state?done=imported"),
+            "{backend}: {body}"
+        );
+        let values = target_store
+            .credential_values("openai-prod")
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(values["api_key"].expose_secret(), SECRET, "{backend}");
+        assert_eq!(
+            chat(&target.gw, MASTER, "r").await,
+            (200, "from r".into()),
+            "{backend}"
+        );
+        let reqs = up.received_requests().await.unwrap();
+        assert_eq!(
+            last_authorization(&reqs),
+            format!("Bearer {SECRET}"),
+            "{backend}"
+        );
+    }
+    drop_schema(pg).await;
+}
+
 // ---------------------------------------------------------------------------------------
 // Headless Chromium
 
@@ -495,9 +952,14 @@ async fn key_fallbacks(gw: &Gateway, alias: &str) -> Value {
 #[tokio::test]
 async fn fallback_editor_in_headless_chromium() {
     let Some(b) = browser().await else { return };
-    let store = store::connect("sqlite::memory:").await.unwrap();
+    // With a salt key: the runtime model created below keeps its typed API key sealed.
+    let store = store::connect_with("sqlite::memory:", crate::models::options())
+        .await
+        .unwrap();
     let f = fixture(store).await;
     let gw = &f.gw;
+    let r = ok_upstream("from r").await;
+    let r_base = format!("{}/v1", r.uri());
     let c = &b.client;
     let run = async {
         // Sign in: a wrong key is refused in place, the master key gets in.
@@ -549,6 +1011,8 @@ async fn fallback_editor_in_headless_chromium() {
             .unwrap();
         assert!(secret.starts_with("sk-"));
         click(c, "a.button").await;
+        text(c, "#kind-fallbacks").await;
+        let key_url = c.current_url().await.unwrap();
 
         // The inherited chain, marked "team".
         assert_eq!(effective_a(c).await, (vec!["b".to_string()], "team".into()));
@@ -643,6 +1107,64 @@ async fn fallback_editor_in_headless_chromium() {
             json!({"value": [{"a": ["b"]}], "source": "team"})
         );
 
+        // A runtime model made in the UI: listed, in the admin API, edited, then the key's
+        // first fallback.
+        c.goto(&format!("{}/ui/models", gw.url)).await.unwrap();
+        fill(c, "#create-model #f-model_id", "r1").await;
+        fill(c, "#create-model #f-model_name", "r").await;
+        fill(c, "#create-model #f-model", "openai/gpt-r").await;
+        fill(c, "#create-model #f-api_base", &r_base).await;
+        fill(c, "#create-model #f-api_key", "sk-upstream-r").await;
+        click(c, "#create-model button[type=submit]").await;
+        flash(c, "Created").await;
+        let listed = text(c, "#runtime-table").await;
+        assert!(
+            listed.contains("r1") && listed.contains("serving"),
+            "{listed}"
+        );
+        assert!(!c.source().await.unwrap().contains("sk-upstream-r"));
+        let (s, info) = admin_get(gw, "/model/info?litellm_model_id=r1", MASTER).await;
+        assert_eq!(s, 200, "{info}");
+        assert_eq!(info["data"][0]["model_name"], "r", "{info}");
+        click(c, r#"#runtime-table a"#).await;
+        assert_eq!(text(c, "#api-key-state").await, "(set)");
+        fill(c, "#edit-model #f-rpm", "50").await;
+        click(c, "#save-model").await;
+        flash(c, "Saved").await;
+        let (_, info) = admin_get(gw, "/model/info?litellm_model_id=r1", MASTER).await;
+        assert_eq!(info["data"][0]["litellm_params"]["rpm"], 50, "{info}");
+        c.goto(&format!("{}/ui/models", gw.url)).await.unwrap();
+        text(c, "#runtime-table").await;
+        shot(c, "models-runtime.png").await;
+        c.set_window_size(390, 900).await.unwrap();
+        click(c, r#"#runtime-table a"#).await;
+        text(c, "#edit-model").await;
+        shot(c, "model-edit-phone.png").await;
+        c.set_window_size(1280, 1000).await.unwrap();
+
+        c.goto(key_url.as_str()).await.unwrap();
+        click(c, r#"#kind-fallbacks [data-action="override"]"#).await;
+        fill(c, "#add-fallbacks-a", "r").await;
+        click(
+            c,
+            r#"#kind-fallbacks li.rule[data-group="a"] [data-action="add"]"#,
+        )
+        .await;
+        click(
+            c,
+            r#"#kind-fallbacks li.rule[data-group="a"] li.item[data-index="1"] [data-action="up"]"#,
+        )
+        .await;
+        click(c, "#save-settings").await;
+        flash(c, "Saved").await;
+        assert_eq!(
+            key_fallbacks(gw, "checkout").await,
+            json!({"value": [{"a": ["r", "b"]}], "source": "key"})
+        );
+        assert_eq!(chat(gw, &secret, "a").await, (200, "from r".into()));
+        let reqs = r.received_requests().await.unwrap();
+        assert_eq!(last_authorization(&reqs), "Bearer sk-upstream-r");
+
         // The team page lists no overriding key now; phone width renders the key page.
         c.set_window_size(390, 900).await.unwrap();
         c.goto(&format!("{}/ui/keys", gw.url)).await.unwrap();
@@ -669,8 +1191,31 @@ async fn browser_sign_in(c: &fantoccini::Client, gw: &Gateway) {
 #[tokio::test]
 async fn export_from_one_gateway_and_import_into_another_in_headless_chromium() {
     let Some(b) = browser().await else { return };
-    let source = fixture(store::connect("sqlite::memory:").await.unwrap()).await;
-    let target = fixture(store::connect("sqlite::memory:").await.unwrap()).await;
+    let sealed = || store::connect_with("sqlite::memory:", crate::models::options());
+    let source = fixture(sealed().await.unwrap()).await;
+    let target_store = sealed().await.unwrap();
+    let target = fixture(Arc::clone(&target_store)).await;
+    // A runtime model whose credential is exported redacted and bound on import.
+    let r = ok_upstream("from r").await;
+    let (s, v) = admin_post(
+        &source.gw,
+        "/credentials",
+        MASTER,
+        json!({"credential_name": "openai-prod", "credential_values": {"api_key": "sk-bound-1"}}),
+    )
+    .await;
+    assert_eq!(s, 200, "{v}");
+    let (s, v) = admin_post(
+        &source.gw,
+        "/model/new",
+        MASTER,
+        json!({"model_name": "r",
+               "litellm_params": {"model": "openai/gpt-r", "api_base": format!("{}/v1", r.uri()),
+                                  "litellm_credential_name": "openai-prod"},
+               "model_info": {"id": "r1"}}),
+    )
+    .await;
+    assert_eq!(s, 200, "{v}");
     let (s, v) = crate::keys::admin_post(
         &source.gw,
         "/team/new",
@@ -734,8 +1279,36 @@ async fn export_from_one_gateway_and_import_into_another_in_headless_chromium() 
         );
         assert!(table.contains("create"), "{table}");
         shot(c, "import-plan.png").await;
+        // The redacted credential needs its value: applying without it changes nothing.
+        assert!(text(c, "#bind-secrets")
+            .await
+            .contains("openai-prod/api_key"));
+        c.execute(
+            "document.getElementById('bind-0').removeAttribute('required')",
+            vec![],
+        )
+        .await
+        .unwrap();
+        click(c, "#apply-import").await;
+        assert!(text(c, "#e-bind-0")
+            .await
+            .contains("enter the value of openai-prod/api_key"));
+        assert!(target_store
+            .credential("openai-prod")
+            .await
+            .unwrap()
+            .is_none());
+        fill(c, "#bind-0", "sk-bound-1").await;
+        c.find(Css("#bind-secrets"))
+            .await
+            .unwrap()
+            .click()
+            .await
+            .unwrap();
+        shot(c, "import-bind-secrets.png").await;
         click(c, "#apply-import").await;
         flash(c, "Imported").await;
+        assert!(!c.source().await.unwrap().contains("sk-bound-1"));
 
         // Importing the same document again plans nothing.
         c.execute(
@@ -780,4 +1353,8 @@ async fn export_from_one_gateway_and_import_into_another_in_headless_chromium() 
         }
     }
     assert_eq!(chat(&target.gw, &secret, "a").await, (200, "from c".into()));
+    // The bound secret is the one the model sends upstream on the target.
+    assert_eq!(chat(&target.gw, MASTER, "r").await, (200, "from r".into()));
+    let reqs = r.received_requests().await.unwrap();
+    assert_eq!(last_authorization(&reqs), "Bearer sk-bound-1");
 }
