@@ -146,8 +146,7 @@ pub struct MasterKeyAuth {
 impl MasterKeyAuth {
     pub fn new(master_key: Option<SecretString>, global: Arc<GlobalRouterSettings>) -> Self {
         MasterKeyAuth {
-            master_digest: master_key
-                .map(|k| Sha256::digest(k.expose_secret().as_bytes()).into()),
+            master_digest: master_key.map(|k| Sha256::digest(k.expose_secret().as_bytes()).into()),
             global,
         }
     }

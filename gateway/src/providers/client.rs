@@ -143,8 +143,7 @@ impl ProviderClient {
         let response = tokio::time::timeout(timeout, head)
             .await
             .unwrap_or_else(|_| Err(timed_out(&d.id, timeout)))?;
-        let bytes =
-            BodyDataStream::new(response.into_body()).map(|r| r.map_err(|e| Cause::of(&e)));
+        let bytes = BodyDataStream::new(response.into_body()).map(|r| r.map_err(|e| Cause::of(&e)));
         Ok(sse::translate(
             dialect,
             dialect.stream_state(req),
@@ -189,9 +188,8 @@ impl ProviderClient {
         d: &DeploymentId,
     ) -> Result<Response, ProviderError> {
         // Validated with the config; a URL a wildcard client model made unparsable lands here.
-        let uri = http::Uri::try_from(upstream.url).map_err(|_| {
-            ProviderError::new(d, FailureClass::BadRequest, "invalid upstream URL")
-        })?;
+        let uri = http::Uri::try_from(upstream.url)
+            .map_err(|_| ProviderError::new(d, FailureClass::BadRequest, "invalid upstream URL"))?;
         let mut request = http::Request::new(Full::new(upstream.body));
         *request.method_mut() = http::Method::POST;
         *request.uri_mut() = uri;

@@ -13,10 +13,9 @@ use serde_json::{Map, Value};
 
 use super::scan::CompletionScan;
 use super::{
-    class_for_status, content_filtered, invalid_response, json_headers, mentions_context_window, parse_retry_after,
-    provider_error_message, upstream_model, ChatRequest,
-    ChatResponse, Dialect, FailureClass, PatchedObject, ProviderError, SseEvent, StreamControl,
-    UpstreamRequest,
+    class_for_status, content_filtered, invalid_response, json_headers, mentions_context_window,
+    parse_retry_after, provider_error_message, upstream_model, ChatRequest, ChatResponse, Dialect,
+    FailureClass, PatchedObject, ProviderError, SseEvent, StreamControl, UpstreamRequest,
 };
 use crate::config::{Deployment, DeploymentId};
 
