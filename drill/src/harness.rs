@@ -426,7 +426,7 @@ pub async fn provision(
     Ok(keys)
 }
 
-async fn admin_post(
+pub(crate) async fn admin_post(
     client: &reqwest::Client,
     url: &str,
     master_key: &str,

@@ -22,8 +22,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::documented::Documented;
 use crate::evidence::{
-    ConfigEvidence, Environment, FaultEvidence, LatencySummary, PhaseEvidence, RunJournal,
-    ScenarioEvidence, ScheduleEvidence, Verdict, SCHEMA_VERSION,
+    ConfigEvidence, Environment, ExportEvidence, FaultEvidence, LatencySummary, PhaseEvidence,
+    RunJournal, ScenarioEvidence, ScheduleEvidence, Verdict, SCHEMA_VERSION,
 };
 use crate::harness::{self, Embedded, Mocks};
 use crate::load::{self, ClientOutcome, LoadCtx, ReadyProfile, Sequencer};
@@ -74,6 +74,8 @@ pub type EnvLookup = Arc<dyn Fn(&str) -> Option<String> + Send + Sync>;
 pub struct RunOptions {
     pub target: Option<String>,
     pub config: Option<PathBuf>,
+    /// A Switchyard export replacing the scenario's `gateway.export`.
+    pub export: Option<PathBuf>,
     /// `PROVIDER=URL` overrides of mock addresses (external mode).
     pub mocks: Vec<String>,
     pub seed: Option<u64>,
@@ -92,6 +94,7 @@ impl RunOptions {
         Self {
             target: None,
             config: None,
+            export: None,
             mocks: Vec::new(),
             seed: None,
             fail_fast: false,
@@ -127,6 +130,11 @@ pub struct Prepared {
     pub run_config: Option<(PathBuf, Config)>,
     pub documented_path: Option<PathBuf>,
     pub documented: Documented,
+    /// The export the embedded gateway imports (and that documents, unless
+    /// `documented_export` does).
+    pub export: Option<crate::export::Export>,
+    /// The export the chains were documented from, when one documents them.
+    pub documented_export: Option<crate::export::Export>,
 }
 
 /// Loads every scenario of `path` (a suite or a single scenario) and checks them all, so a
@@ -207,8 +215,55 @@ fn prepare(src: Source, s: Scenario, opts: &RunOptions) -> Result<Prepared, RunE
     if let Some((_, c)) = &run_config {
         problems.extend(harness::check_backing(&s, &src, c));
     }
+    // The export: `--export` replaces the scenario's `gateway.export`.
+    let export_path = opts
+        .export
+        .clone()
+        .or_else(|| s.gateway.export.as_ref().map(|e| src.dir().join(e)));
+    let documented_export_path = s
+        .gateway
+        .documented_export
+        .as_ref()
+        .map(|e| src.dir().join(e))
+        .or_else(|| export_path.clone());
+    let export = export_path
+        .as_deref()
+        .map(crate::export::load)
+        .transpose()?;
+    let documented_export = match (&documented_export_path, &export) {
+        (Some(p), Some(e)) if Some(p) == export_path.as_ref() => Some(e.clone()),
+        (Some(p), _) => Some(crate::export::load(p)?),
+        (None, _) => None,
+    };
+    if let Some(e) = &documented_export {
+        if documented_path.is_none() {
+            problems.push(src.problem(
+                "gateway.config",
+                "an export lists config-file deployments by name only: gateway.config names the config it was exported beside",
+            ));
+        }
+        problems.extend(crate::export::check(
+            e,
+            &s,
+            &src,
+            documented_path.as_ref().map(|_| &documented_config),
+        ));
+    }
+    if let (Some(e), Some(d)) = (&export, &documented_export) {
+        if e.source.path != d.source.path {
+            let runs: Option<&Config> = run_config.as_ref().map(|(_, c)| c);
+            problems.extend(crate::export::check(e, &s, &src, runs));
+        }
+    }
+    if !problems.is_empty() {
+        return Err(ScenarioError { problems }.into());
+    }
+    let documented_of = |config: Config| match &documented_export {
+        Some(e) => Documented::with_export(config, &e.doc, &s),
+        None => Documented::new(config, &s),
+    };
     if documented_path.is_some() {
-        let documented = Documented::new(documented_config.clone(), &s);
+        let documented = documented_of(documented_config.clone());
         let groups: Vec<String> = documented
             .config
             .group_names()
@@ -252,13 +307,15 @@ fn prepare(src: Source, s: Scenario, opts: &RunOptions) -> Result<Prepared, RunE
     if !problems.is_empty() {
         return Err(ScenarioError { problems }.into());
     }
-    let documented = Documented::new(documented_config, &s);
+    let documented = documented_of(documented_config);
     Ok(Prepared {
         source: src,
         scenario: s,
         run_config,
         documented_path,
         documented,
+        export,
+        documented_export,
     })
 }
 
@@ -405,7 +462,12 @@ pub async fn run_prepared(
             } else {
                 None
             },
-            kind: "config".to_owned(),
+            kind: if prep.documented_export.is_some() {
+                "export".to_owned()
+            } else {
+                "config".to_owned()
+            },
+            export: export_evidence(prep),
         },
         inventory: documented.inventory(&mock_of),
         documented_chains: documented.all_chains(),
@@ -429,16 +491,43 @@ pub async fn run_prepared(
             target,
             gateway: gateway_kind,
         },
-        audit: audit_findings(&documented.config),
+        audit: audit_findings(
+            &documented.config,
+            prep.documented_export.as_ref().map(|e| &e.doc),
+        ),
     };
     crate::output::write_run(out_dir, &journal).map_err(env_err)?;
     Ok(journal)
 }
 
+/// The export's digests: at the start (as read before the run) and now.
+fn export_evidence(prep: &Prepared) -> Option<ExportEvidence> {
+    let ran = prep.export.as_ref().or(prep.documented_export.as_ref())?;
+    let documented = prep
+        .documented_export
+        .as_ref()
+        .filter(|d| d.source.path != ran.source.path);
+    Some(ExportEvidence {
+        path: ran.source.file(),
+        sha256_start: ran.source.sha256.clone(),
+        sha256_end: file_sha(&ran.source.path),
+        documented_path: documented.map(|d| d.source.file()),
+        documented_sha256: documented.map(|d| d.source.sha256.clone()),
+    })
+}
+
 /// `drill audit` of the documented config as the drill loaded it (its `os.environ/`
 /// references answered the way the run answered them), for the memo.
-fn audit_findings(config: &switchyard::config::Config) -> Vec<switchyard_reports::model::Finding> {
-    let mut f = crate::audit::audit(&crate::audit::input::from_config(config, Vec::new()));
+/// With an export, its teams and keys are audited too (Key > Team > Global).
+fn audit_findings(
+    config: &switchyard::config::Config,
+    export: Option<&switchyard::state::StateDocument>,
+) -> Vec<switchyard_reports::model::Finding> {
+    let input = match export {
+        Some(doc) => crate::audit::input::from_export(doc, Some(config)),
+        None => crate::audit::input::from_config(config, Vec::new()),
+    };
+    let mut f = crate::audit::audit(&input);
     crate::audit::sort(&mut f);
     f
 }
@@ -469,9 +558,11 @@ async fn drive(
             let mut cfg = cfg.clone();
             harness::point_at_mocks(&mut cfg, s, m).map_err(env_err)?;
             let g = Embedded::start(cfg).await.map_err(env_err)?;
-            let keys = harness::provision(&client, &g.url, &g.master_key, s)
-                .await
-                .map_err(env_err)?;
+            let keys = match &prep.export {
+                Some(e) => crate::export::import(&client, &g.url, &g.master_key, e, s).await,
+                None => harness::provision(&client, &g.url, &g.master_key, s).await,
+            }
+            .map_err(env_err)?;
             let out = (
                 g.url.clone(),
                 keys,
