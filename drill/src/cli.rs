@@ -107,6 +107,12 @@ pub struct RunArgs {
     /// Print only the final verdict line.
     #[arg(long, short)]
     pub quiet: bool,
+    /// Also write requests.jsonl in the run directory: one JSON line per request (id, phase,
+    /// profile, key_alias, sent_ms, status, outcome, latency_ms, tried deployments, served_by),
+    /// streamed to disk as requests are verified. Without it nothing per request is kept:
+    /// memory stays flat however long the run (histograms and per-second series only).
+    #[arg(long)]
+    pub keep_request_log: bool,
 }
 
 #[derive(Debug, Args)]

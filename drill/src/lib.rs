@@ -59,6 +59,7 @@ async fn run_command(a: RunArgs) -> u8 {
     opts.seed = a.seed;
     opts.fail_fast = a.fail_fast;
     opts.quiet = a.quiet;
+    opts.keep_request_log = a.keep_request_log;
     opts.progress = std::env::var_os("CI").is_none();
     let cancel = opts.cancel.clone();
     tokio::spawn(async move {

@@ -174,6 +174,19 @@ impl Journal {
         }
     }
 
+    /// Removes and returns every entry (sequence numbers go on where they were): a reader
+    /// that drains periodically keeps the journal short, so its cap never drops an entry.
+    pub fn take(&self, deployment: &Arc<str>) -> JournalSnapshot {
+        let mut ring = self.ring.lock();
+        JournalSnapshot {
+            schema_version: JOURNAL_SCHEMA_VERSION,
+            deployment: deployment.to_string(),
+            dropped: ring.dropped,
+            capacity: self.capacity,
+            entries: std::mem::take(&mut ring.entries).into(),
+        }
+    }
+
     pub fn len_and_dropped(&self) -> (usize, u64) {
         let ring = self.ring.lock();
         (ring.entries.len(), ring.dropped)
