@@ -1125,4 +1125,218 @@ mod tests {
         assert_eq!(c.verdict, Verdict::Inconclusive);
         assert_eq!(phase_verdict(&[c], &[f]).0, Verdict::Inconclusive);
     }
+
+    const CONFIG: &str = r#"
+model_list:
+  - model_name: gpt-4o
+    litellm_params: {model: openai/gpt-4o, api_base: "http://127.0.0.1:9/v1", api_key: k}
+    model_info: {id: east}
+  - model_name: claude
+    litellm_params: {model: anthropic/claude-x, api_base: "http://127.0.0.1:9", api_key: k}
+    model_info: {id: west}
+router_settings:
+  fallbacks: [{"gpt-4o": ["claude"]}]
+"#;
+
+    const SCENARIO: &str = "apiVersion: drill/v1
+kind: Drill
+metadata: {name: t}
+providers:
+  - {id: east, dialect: openai}
+  - {id: west, dialect: anthropic}
+traffic:
+  profiles: [{id: chat, request: {model: gpt-4o}}]
+phases:
+  - id: outage
+    duration: 3600s
+    warmup: 1s
+    faults: [{provider: east, effect: {type: http_error, status: 503}}]
+    expect:
+      fallback: {from: east, to: documented, min_share: 0.5}
+      max_upstream_attempts: 2
+      success_ratio: '>= 0.5'
+";
+
+    fn record(i: u64) -> RequestRecord {
+        RequestRecord {
+            rid: format!("r-{i}"),
+            profile: 0,
+            sent_ms: i,
+            latency_us: 1000 + (i % 97) * 10,
+            ttft_us: None,
+            status: Some(if i % 5 == 0 { 503 } else { 200 }),
+            outcome: if i % 5 == 0 {
+                ClientOutcome::HttpError
+            } else {
+                ClientOutcome::Success
+            },
+            stream: false,
+            header_deployment: None,
+        }
+    }
+
+    /// Request i calls east at i+1 (ends i+5: 503 when i is odd, else 200) and, when east
+    /// failed, west at i+6 (ends i+15); it finishes at i+20. Every 3rd request's calls are
+    /// journaled only at the end of its call (as the mocks do).
+    fn calls(i: u64) -> Vec<(&'static str, u64, u64, u16)> {
+        let mut v = vec![("east", i + 1, i + 5, if i % 2 == 1 { 503 } else { 200 })];
+        if i % 2 == 1 {
+            v.push(("west", i + 6, i + 15, if i % 5 == 0 { 503 } else { 200 }));
+        }
+        v
+    }
+
+    /// Runs `n` requests (one per ms) through the verifier draining every 500 ms; returns the
+    /// high-water mark of retained requests and ids, the result, and every record.
+    fn simulate(n: u64) -> (usize, PhaseResult, Vec<(RequestRecord, Vec<Attempt>)>) {
+        let loaded = switchyard::config::load_str(
+            CONFIG,
+            std::path::Path::new("c.yaml"),
+            &|_| None,
+            &Default::default(),
+        )
+        .unwrap();
+        let sc: Scenario = serde_yaml::from_str(SCENARIO).unwrap();
+        let doc = Documented::new(loaded.config, &sc);
+        let faulted: BTreeSet<String> = ["east".to_owned()].into();
+        let fold = PhaseFold::new(&sc, &sc.phases[0], &doc, &faulted, 0, 3600);
+        let benign = HashSet::new();
+        let index = AttemptIndex::new(
+            ["east".to_owned(), "west".to_owned()],
+            &|m: &str| m.to_owned(),
+            benign.clone(),
+        );
+        let mut v = Verifier::new(fold, index, 40_000);
+        let mut seq = BTreeMap::<&str, u64>::new();
+        let mut journal: BTreeMap<String, Vec<JournalEntry>> = BTreeMap::new();
+        let mut all: BTreeMap<String, Vec<JournalEntry>> = BTreeMap::new();
+        let (mut received, mut completed) = (BTreeMap::new(), BTreeMap::new());
+        for m in ["east", "west"] {
+            received.insert(m.to_owned(), 0u64);
+            completed.insert(m.to_owned(), 0u64);
+        }
+        let mut folded = 0usize;
+        for now in 0..n + 100 {
+            // Calls starting and ending now.
+            for i in now.saturating_sub(20)..=now.min(n.saturating_sub(1)) {
+                for (m, start, end, status) in calls(i) {
+                    if start == now {
+                        *received.get_mut(m).unwrap() += 1;
+                    }
+                    if end == now {
+                        let s = seq.entry(m).or_insert(0);
+                        let mut e = entry(
+                            &format!("r-{i}"),
+                            end,
+                            status,
+                            if status == 200 {
+                                EndKind::Complete
+                            } else {
+                                EndKind::ErrorStatus
+                            },
+                            None,
+                        );
+                        e.seq = *s;
+                        *s += 1;
+                        journal.entry(m.to_owned()).or_default().push(e.clone());
+                        all.entry(m.to_owned()).or_default().push(e);
+                        *completed.get_mut(m).unwrap() += 1;
+                    }
+                }
+            }
+            if now >= 20 && now - 20 < n {
+                v.finished(now, record(now - 20));
+            }
+            if now % 500 == 0 {
+                v.drained(
+                    now,
+                    received.clone(),
+                    &completed,
+                    std::mem::take(&mut journal),
+                    &mut |_, _| folded += 1,
+                );
+            }
+        }
+        v.finish_all(std::mem::take(&mut journal), &mut |_, _| folded += 1);
+        assert_eq!(folded as u64, n);
+        assert_eq!(v.retained(), 0);
+        let high = v.high_water;
+        let res = v.fold.finish(&[], &BTreeMap::new());
+        let index = index_attempts(&all, &|m: &str| m.to_owned(), &benign);
+        let records = (0..n)
+            .map(|i| {
+                let r = record(i);
+                let a = index.get(&r.rid).cloned().unwrap_or_default();
+                (r, a)
+            })
+            .collect();
+        (high, res, records)
+    }
+
+    #[test]
+    fn retention_is_bounded_and_aggregates_equal_a_brute_force_count() {
+        let (small, _, _) = simulate(2_000);
+        let (high, res, records) = simulate(60_000);
+        // Held: the requests finished in the last two drain intervals (a drain's watermark is
+        // known complete at the next one) and their journaled calls: ~1,500 at 1 request/ms,
+        // whatever N.
+        assert!(high < 2_000, "{high}");
+        assert!(high <= small + 50, "{high} vs {small}");
+
+        // Brute force over every record with all its calls.
+        let mut served: BTreeMap<String, u64> = BTreeMap::new();
+        let mut ups: BTreeMap<u32, u64> = BTreeMap::new();
+        let (mut ok, mut fb_n, mut fb_hit, mut over, mut samples) = (0, 0, 0, 0, 0);
+        let mut lat = new_histogram();
+        for (r, a) in &records {
+            let s = a
+                .iter()
+                .rev()
+                .find(|x| x.served)
+                .map(|x| x.deployment.clone());
+            *served
+                .entry(s.clone().unwrap_or_else(|| NONE.into()))
+                .or_insert(0) += 1;
+            *ups.entry(a.len() as u32).or_insert(0) += 1;
+            if r.sent_ms >= 1000 {
+                samples += 1;
+                if r.outcome == ClientOutcome::Success {
+                    ok += 1;
+                    lat.record(r.latency_us).unwrap();
+                }
+                fb_n += 1;
+                if s.as_deref() == Some("west") {
+                    fb_hit += 1;
+                }
+                if a.len() > 2 {
+                    over += 1;
+                }
+            }
+        }
+        assert_eq!(res.stats.requests.sent, 60_000);
+        assert_eq!(res.stats.served_by, served);
+        assert_eq!(res.stats.upstream_attempts, ups);
+        assert_eq!(res.latency, lat);
+        let by_check = |name: &str| res.checks.iter().find(|c| c.check == name).unwrap();
+        let fb = by_check("fallback");
+        assert_eq!(fb.samples, fb_n);
+        assert!(fb.observed.starts_with(&format!(
+            "{:.1}% on target",
+            fb_hit as f64 * 100.0 / fb_n as f64
+        )));
+        let sr = by_check("success_ratio");
+        assert_eq!(sr.samples, samples);
+        assert!(
+            sr.observed.ends_with(&format!("({ok}/{samples})")),
+            "{}",
+            sr.observed
+        );
+        let mu = by_check("max_upstream_attempts");
+        assert_eq!(mu.verdict, Verdict::Passed);
+        assert_eq!(over, 0);
+        // One point per second of the phase, whatever the request count.
+        assert_eq!(res.stats.time_series.len(), 3600);
+        let sent: u64 = res.stats.time_series.iter().map(|p| p.sent).sum();
+        assert_eq!(sent, 60_000);
+    }
 }
