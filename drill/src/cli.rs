@@ -59,8 +59,10 @@ Examples:
   drill mocks scenarios/provider-outage.yaml &             mocks for an external gateway, then:
   drill run scenarios/provider-outage.yaml --target http://127.0.0.1:4000
 
-Outputs (in --out): journal.json (schema_version 1), junit.xml, summary.txt; a suite writes one
-directory per scenario plus a combined summary.txt and junit.xml.
+Outputs (in --out): journal.json (schema_version 1), junit.xml, summary.txt, memo.html, memo.md,
+and requests.jsonl with --keep-request-log; a suite writes one directory per scenario plus a
+combined summary.txt and junit.xml. Memory does not grow with the run's length: requests are
+verified as they finish and dropped (histograms and per-second series are kept).
 
 Exit codes:
   0 passed: every check of every phase passed

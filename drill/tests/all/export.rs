@@ -104,6 +104,11 @@ async fn traffic_follows_the_exported_key_chain_not_the_global_one() {
     assert_eq!(j["config"]["export"]["sha256_start"], sha.as_str());
     assert_eq!(j["config"]["export"]["sha256_end"], sha.as_str());
     assert!(j["config"]["sha256_start"].is_string());
+    let memo = std::fs::read_to_string(out.join("memo.md")).unwrap();
+    assert!(
+        memo.contains(&format!("| Export at start | {sha} |")),
+        "{memo}"
+    );
     // The secret drill minted for the exported key appears nowhere in the outputs.
     for f in ["journal.json", "junit.xml", "summary.txt"] {
         let text = std::fs::read_to_string(out.join(f)).unwrap();
