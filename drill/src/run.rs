@@ -826,6 +826,10 @@ async fn drive(
                 .saturating_sub(before.injected(&f.provider, &f.rule_id));
         }
         let warm = phase.warmup.get().as_millis() as u64;
+        say(format!(
+            "phase {}: verified as requests finished, at most {} requests and correlation ids held at once",
+            phase.id, verifier.high_water
+        ));
         let verify::PhaseResult {
             checks,
             stats,
