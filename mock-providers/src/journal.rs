@@ -350,6 +350,24 @@ mod tests {
     }
 
     #[test]
+    fn take_hands_every_entry_over_once_and_a_drained_journal_never_drops() {
+        let j = Journal::new(3);
+        let id: Arc<str> = Arc::from("d");
+        let mut seen = Vec::new();
+        for round in 0..4 {
+            for _ in 0..3 {
+                j.push(entry());
+            }
+            let t = j.take(&id);
+            assert_eq!(t.dropped, 0, "round {round}");
+            seen.extend(t.entries.iter().map(|e| e.seq));
+            assert_eq!(j.len_and_dropped(), (0, 0));
+        }
+        assert_eq!(seen, (0..12).collect::<Vec<u64>>());
+        assert!(j.take(&id).entries.is_empty());
+    }
+
+    #[test]
     fn stats_count_outcomes_and_faults() {
         let s = StatsRecorder::default();
         let j = Journal::new(2);
