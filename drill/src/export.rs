@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use anyhow::{anyhow, Context as _};
-use serde_json::{json, Value};
+use serde_json::json;
 use switchyard::config::Config;
 use switchyard::state::schema::KeyDoc;
 use switchyard::state::{ImportError, Section, StateDocument};
@@ -192,11 +192,10 @@ pub async fn import(
         )
         .await
         .with_context(|| format!("regenerating exported key {name}"))?;
-        let secret = v
-            .get("key")
-            .and_then(Value::as_str)
-            .ok_or_else(|| anyhow!("/key/regenerate answered without a key"))?;
-        keys.insert(name.clone(), secret.to_owned());
+        keys.insert(
+            name.clone(),
+            crate::harness::secret_of(&v, "/key/regenerate")?,
+        );
     }
     Ok(keys)
 }

@@ -448,13 +448,18 @@ pub async fn provision(
         let v = admin_post(client, url, master_key, "/key/generate", &body)
             .await
             .with_context(|| format!("creating key {name}"))?;
-        let secret = v
-            .get("key")
-            .and_then(Value::as_str)
-            .ok_or_else(|| anyhow!("/key/generate answered without a key"))?;
-        keys.insert(name.clone(), secret.to_owned());
+        keys.insert(name.clone(), secret_of(&v, "/key/generate")?);
     }
     Ok(keys)
+}
+
+/// The key secret of a `/key/generate` or `/key/regenerate` answer.
+pub(crate) fn secret_of(answer: &Value, path: &str) -> anyhow::Result<String> {
+    answer
+        .get("key")
+        .and_then(Value::as_str)
+        .map(str::to_owned)
+        .ok_or_else(|| anyhow!("{path} answered without a key"))
 }
 
 pub(crate) async fn admin_post(

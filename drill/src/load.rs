@@ -182,7 +182,8 @@ pub fn request_body(p: &ReadyProfile, rid: &str) -> Vec<u8> {
     serde_json::to_vec(&body).unwrap_or_default()
 }
 
-fn new_lag_histogram() -> Histogram<u64> {
+/// A 1 µs .. 1 h histogram with 3 significant digits (send lag, latency, TTFT).
+pub fn new_histogram() -> Histogram<u64> {
     // 1 µs .. 1 h, 3 significant digits; the bounds are constants, so this cannot fail.
     Histogram::new_with_bounds(1, 3_600_000_000, 3).unwrap_or_else(|_| {
         Histogram::new(3).unwrap_or_else(|_| unreachable!("3 significant digits are valid"))
@@ -204,7 +205,7 @@ pub async fn run_phase(
     let end = start + duration;
     let finished = Arc::new(AtomicU64::new(0));
     let mut set = JoinSet::new();
-    let mut lag = new_lag_histogram();
+    let mut lag = new_histogram();
     let mut overflow = 0u64;
     let mut scheduled = 0u64;
     let mut last_send = Duration::ZERO;

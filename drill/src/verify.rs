@@ -21,7 +21,7 @@ use crate::evidence::{
     CheckEvidence, FaultEvidence, HeaderCrossCheck, LatencySummary, RequestCounts, TimePoint,
     Verdict,
 };
-use crate::load::{ClientOutcome, RequestRecord};
+use crate::load::{new_histogram, ClientOutcome, RequestRecord};
 use crate::scenario::{FallbackTarget, Phase, Scenario, DEFAULT_MIN_SAMPLES};
 
 /// Label of requests no mock served.
@@ -252,12 +252,6 @@ pub struct PhaseResult {
     pub latency: Histogram<u64>,
     /// Successful streams' time to first byte after warmup, µs.
     pub ttft: Histogram<u64>,
-}
-
-/// A 1 µs .. 1 h histogram with 3 significant digits.
-pub fn new_histogram() -> Histogram<u64> {
-    Histogram::new_with_bounds(1, 3_600_000_000, 3)
-        .unwrap_or_else(|_| Histogram::new(3).unwrap_or_else(|_| unreachable!("valid bounds")))
 }
 
 /// `fallback`: requests for the group after `within`, and where they went.
