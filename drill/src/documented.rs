@@ -111,6 +111,39 @@ impl Documented {
         Self { config, keys }
     }
 
+    /// `config` documents the global settings; the export's keys (matched to the scenario's
+    /// keys by `key_alias`) and their teams add the key and team layers.
+    pub fn with_export(
+        config: Config,
+        export: &switchyard::state::StateDocument,
+        scenario: &Scenario,
+    ) -> Self {
+        let mut keys = BTreeMap::new();
+        for name in scenario.traffic.keys.keys() {
+            let Some(k) = crate::export::key_of(export, scenario, name) else {
+                continue;
+            };
+            let team = k.team_id.as_ref().map(|id| {
+                export
+                    .spec
+                    .teams
+                    .iter()
+                    .flatten()
+                    .find(|t| &t.team_id == id)
+                    .and_then(|t| t.router_settings.clone())
+                    .unwrap_or_default()
+            });
+            keys.insert(
+                name.clone(),
+                KeyLayers {
+                    key: k.router_settings.clone().unwrap_or_default(),
+                    team,
+                },
+            );
+        }
+        Self { config, keys }
+    }
+
     /// Effective settings for a request made with scenario key `key` (None: master key).
     pub fn effective(&self, key: Option<&str>) -> EffectiveRouterSettings {
         let global = &self.config.router_settings;

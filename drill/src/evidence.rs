@@ -194,8 +194,26 @@ pub struct ConfigEvidence {
     /// The config the chains were documented from, when it differs.
     pub documented_path: Option<String>,
     pub documented_sha256: Option<String>,
-    /// `config` (LiteLLM config file); `export` arrives with issue 5.
+    /// `config` (LiteLLM config file alone) or `export` (a Switchyard export over it).
     pub kind: String,
+    /// The Switchyard export, when the run used one (`--export` / `gateway.export`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub export: Option<ExportEvidence>,
+}
+
+/// Digests of the export at the start and the end of the run (sha256 of its bytes).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ExportEvidence {
+    /// The export the embedded gateway imported (external mode: the one that documents it).
+    pub path: String,
+    pub sha256_start: String,
+    /// None when the file could not be read at the end.
+    pub sha256_end: Option<String>,
+    /// The export the chains were documented from, when it differs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub documented_path: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub documented_sha256: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

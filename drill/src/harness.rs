@@ -23,7 +23,7 @@ use crate::scenario::{Problem, Scenario, ScenarioError, Source};
 const AZURE_API_VERSION: &str = "2024-10-21";
 
 /// How long the mocks get to journal what they received after traffic stops.
-const SETTLE_TIMEOUT: Duration = Duration::from_secs(10);
+pub const SETTLE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The mock spec for a scenario's providers. Embedded: ephemeral ports and a per-provider API
 /// key the gateway must present; otherwise (`drill mocks`): the scenario's ports, any key.
@@ -179,15 +179,31 @@ impl Mocks {
             .collect())
     }
 
-    /// Every journal entry since `cursors`, by mock id.
-    pub async fn entries_since(
+    /// Every journal entry since the last drain, by mock id. In-process mocks hand their
+    /// entries over (take, not copy: the journal stays short, its cap never drops one); remote
+    /// mocks are read from `cursors`, which advance past what was read.
+    pub async fn drain(
         &self,
-        cursors: &BTreeMap<String, u64>,
+        cursors: &mut BTreeMap<String, u64>,
     ) -> anyhow::Result<BTreeMap<String, Vec<JournalEntry>>> {
         let mut out = BTreeMap::new();
         for id in self.ids() {
-            let since = cursors.get(&id).copied().unwrap_or(0);
-            out.insert(id.clone(), self.journal_since(&id, since).await?.entries);
+            let entries = match self {
+                Mocks::Local(m) => {
+                    m.take_journal(&id)
+                        .map_err(|e| anyhow!("reading the journal of {id}: {e}"))?
+                        .entries
+                }
+                Mocks::Remote { .. } => {
+                    let since = cursors.get(&id).copied().unwrap_or(0);
+                    let e = self.journal_since(&id, since).await?.entries;
+                    if let Some(last) = e.last() {
+                        cursors.insert(id.clone(), last.seq + 1);
+                    }
+                    e
+                }
+            };
+            out.insert(id, entries);
         }
         Ok(out)
     }
@@ -197,6 +213,21 @@ impl Mocks {
             m.shutdown().await;
         }
     }
+}
+
+/// Requests each mock has received and completed, by mock id.
+pub fn counters(st: &Stats) -> (BTreeMap<String, u64>, BTreeMap<String, u64>) {
+    let received = st
+        .deployments
+        .iter()
+        .map(|(id, d)| (id.clone(), d.requests))
+        .collect();
+    let completed = st
+        .deployments
+        .iter()
+        .map(|(id, d)| (id.clone(), d.completed))
+        .collect();
+    (received, completed)
 }
 
 fn remote_base<'a>(bases: &'a BTreeMap<String, String>, id: &str) -> anyhow::Result<&'a str> {
@@ -417,16 +448,21 @@ pub async fn provision(
         let v = admin_post(client, url, master_key, "/key/generate", &body)
             .await
             .with_context(|| format!("creating key {name}"))?;
-        let secret = v
-            .get("key")
-            .and_then(Value::as_str)
-            .ok_or_else(|| anyhow!("/key/generate answered without a key"))?;
-        keys.insert(name.clone(), secret.to_owned());
+        keys.insert(name.clone(), secret_of(&v, "/key/generate")?);
     }
     Ok(keys)
 }
 
-async fn admin_post(
+/// The key secret of a `/key/generate` or `/key/regenerate` answer.
+pub(crate) fn secret_of(answer: &Value, path: &str) -> anyhow::Result<String> {
+    answer
+        .get("key")
+        .and_then(Value::as_str)
+        .map(str::to_owned)
+        .ok_or_else(|| anyhow!("{path} answered without a key"))
+}
+
+pub(crate) async fn admin_post(
     client: &reqwest::Client,
     url: &str,
     master_key: &str,

@@ -8,6 +8,7 @@ pub mod audit;
 pub mod cli;
 pub mod documented;
 pub mod evidence;
+pub mod export;
 pub mod harness;
 pub mod load;
 pub mod memo;
@@ -53,10 +54,12 @@ async fn run_command(a: RunArgs) -> u8 {
     let mut opts = RunOptions::new(Arc::new(|k: &str| std::env::var(k).ok()));
     opts.target = a.target;
     opts.config = a.config;
+    opts.export = a.export;
     opts.mocks = a.mocks;
     opts.seed = a.seed;
     opts.fail_fast = a.fail_fast;
     opts.quiet = a.quiet;
+    opts.keep_request_log = a.keep_request_log;
     opts.progress = std::env::var_os("CI").is_none();
     let cancel = opts.cancel.clone();
     tokio::spawn(async move {

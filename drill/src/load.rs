@@ -111,13 +111,15 @@ pub struct LoadCtx {
     pub live: Arc<Live>,
 }
 
-/// What one phase's load produced.
+/// What one phase's load produced (the requests themselves went to the caller's channel as
+/// they finished).
 pub struct PhaseLoad {
-    pub records: Vec<RequestRecord>,
     /// Arrivals dropped because `max_in_flight` requests were in flight.
     pub overflow: u64,
     /// Arrivals scheduled (open model) or requests started (closed model).
     pub scheduled: u64,
+    /// Requests that finished (each was sent on the channel).
+    pub finished: u64,
     /// Requests still running when the drain timed out or the run was stopped.
     pub abandoned: u64,
     /// Lateness of each send against its schedule, microseconds (open model).
@@ -180,14 +182,16 @@ pub fn request_body(p: &ReadyProfile, rid: &str) -> Vec<u8> {
     serde_json::to_vec(&body).unwrap_or_default()
 }
 
-fn new_lag_histogram() -> Histogram<u64> {
+/// A 1 µs .. 1 h histogram with 3 significant digits (send lag, latency, TTFT).
+pub fn new_histogram() -> Histogram<u64> {
     // 1 µs .. 1 h, 3 significant digits; the bounds are constants, so this cannot fail.
     Histogram::new_with_bounds(1, 3_600_000_000, 3).unwrap_or_else(|_| {
         Histogram::new(3).unwrap_or_else(|_| unreachable!("3 significant digits are valid"))
     })
 }
 
-/// Runs one phase's load for `duration`, stopping early on `cancel`.
+/// Runs one phase's load for `duration`, stopping early on `cancel`. Each request is sent on
+/// `tx` as it finishes (so nothing accumulates here); `tx` is dropped on return.
 pub async fn run_phase(
     ctx: &Arc<LoadCtx>,
     phase_idx: usize,
@@ -195,12 +199,13 @@ pub async fn run_phase(
     duration: Duration,
     seq: &Arc<Mutex<Sequencer>>,
     cancel: &CancellationToken,
+    tx: mpsc::UnboundedSender<RequestRecord>,
 ) -> PhaseLoad {
     let start = Instant::now();
     let end = start + duration;
-    let (tx, mut rx) = mpsc::unbounded_channel::<RequestRecord>();
+    let finished = Arc::new(AtomicU64::new(0));
     let mut set = JoinSet::new();
-    let mut lag = new_lag_histogram();
+    let mut lag = new_histogram();
     let mut overflow = 0u64;
     let mut scheduled = 0u64;
     let mut last_send = Duration::ZERO;
@@ -241,8 +246,10 @@ pub async fn run_phase(
                 last_send = now - start;
                 let ctx2 = Arc::clone(ctx);
                 let tx2 = tx.clone();
+                let fin = Arc::clone(&finished);
                 set.spawn(async move {
                     let rec = send(&ctx2, phase_idx, n, idx, start).await;
+                    fin.fetch_add(1, Ordering::Relaxed);
                     let _ = tx2.send(rec);
                     drop(permit);
                 });
@@ -257,11 +264,13 @@ pub async fn run_phase(
                 let seq2 = Arc::clone(seq);
                 let cancel2 = cancel.clone();
                 let started2 = Arc::clone(&started);
+                let fin = Arc::clone(&finished);
                 set.spawn(async move {
                     while Instant::now() < end && !cancel2.is_cancelled() {
                         let (n, idx) = lock(&seq2).next(&ctx2.profiles);
                         started2.fetch_add(1, Ordering::Relaxed);
                         let rec = send(&ctx2, phase_idx, n, idx, start).await;
+                        fin.fetch_add(1, Ordering::Relaxed);
                         let _ = tx2.send(rec);
                     }
                 });
@@ -285,13 +294,10 @@ pub async fn run_phase(
         set.abort_all();
         while set.join_next().await.is_some() {}
     }
-    let mut records = Vec::new();
-    while let Ok(r) = rx.try_recv() {
-        records.push(r);
-    }
-    let abandoned = scheduled.saturating_sub(overflow + records.len() as u64);
+    let finished = finished.load(Ordering::Relaxed);
+    let abandoned = scheduled.saturating_sub(overflow + finished);
     PhaseLoad {
-        records,
+        finished,
         overflow,
         scheduled,
         abandoned,

@@ -112,8 +112,15 @@ pub fn memo_from_journal(j: &RunJournal, journal_sha256: &str) -> Memo {
         residual_risks: residual_risks(j),
         digests: Digests {
             scenario_sha256: j.scenario.sha256.clone(),
-            export_start_sha256: j.config.sha256_start.clone().unwrap_or_default(),
-            export_end_sha256: j.config.sha256_end.clone().unwrap_or_default(),
+            // The Switchyard export's digests when the run used one, else the config's.
+            export_start_sha256: j.config.export.as_ref().map_or_else(
+                || j.config.sha256_start.clone().unwrap_or_default(),
+                |e| e.sha256_start.clone(),
+            ),
+            export_end_sha256: j.config.export.as_ref().map_or_else(
+                || j.config.sha256_end.clone().unwrap_or_default(),
+                |e| e.sha256_end.clone().unwrap_or_default(),
+            ),
             journal_sha256: journal_sha256.to_owned(),
         },
     }

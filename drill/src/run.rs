@@ -3,7 +3,7 @@
 //! the outputs. Owns the order of things and the exit code; the parts live in `harness`,
 //! `load`, `verify` and `output`.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::io::IsTerminal as _;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -22,11 +22,11 @@ use tokio_util::sync::CancellationToken;
 
 use crate::documented::Documented;
 use crate::evidence::{
-    ConfigEvidence, Environment, FaultEvidence, LatencySummary, PhaseEvidence, RunJournal,
-    ScenarioEvidence, ScheduleEvidence, Verdict, SCHEMA_VERSION,
+    ConfigEvidence, Environment, ExportEvidence, FaultEvidence, LatencySummary, PhaseEvidence,
+    RunJournal, ScenarioEvidence, ScheduleEvidence, Verdict, SCHEMA_VERSION,
 };
 use crate::harness::{self, Embedded, Mocks};
-use crate::load::{self, ClientOutcome, LoadCtx, ReadyProfile, Sequencer};
+use crate::load::{self, LoadCtx, ReadyProfile, RequestRecord, Sequencer};
 use crate::scenario::{self, Document, LoadModel, Problem, Scenario, ScenarioError, Source};
 use crate::verify;
 
@@ -40,6 +40,9 @@ pub mod exit {
     pub const ENVIRONMENT: u8 = 5;
     pub const VERIFICATION: u8 = 6;
 }
+
+/// The request log `--keep-request-log` writes in the run directory.
+pub const REQUEST_LOG: &str = "requests.jsonl";
 
 /// Default environment variable of the key for profiles without one (external mode).
 pub const DEFAULT_CLIENT_KEY_ENV: &str = "DRILL_CLIENT_KEY";
@@ -74,11 +77,15 @@ pub type EnvLookup = Arc<dyn Fn(&str) -> Option<String> + Send + Sync>;
 pub struct RunOptions {
     pub target: Option<String>,
     pub config: Option<PathBuf>,
+    /// A Switchyard export replacing the scenario's `gateway.export`.
+    pub export: Option<PathBuf>,
     /// `PROVIDER=URL` overrides of mock addresses (external mode).
     pub mocks: Vec<String>,
     pub seed: Option<u64>,
     pub fail_fast: bool,
     pub quiet: bool,
+    /// Write `requests.jsonl` in the run directory (streamed, one line per request).
+    pub keep_request_log: bool,
     /// Environment lookup (client keys in external mode); a map in tests.
     pub env: EnvLookup,
     /// Stops the run (Ctrl-C); outputs are still written.
@@ -92,10 +99,12 @@ impl RunOptions {
         Self {
             target: None,
             config: None,
+            export: None,
             mocks: Vec::new(),
             seed: None,
             fail_fast: false,
             quiet: true,
+            keep_request_log: false,
             env,
             cancel: CancellationToken::new(),
             progress: false,
@@ -127,6 +136,11 @@ pub struct Prepared {
     pub run_config: Option<(PathBuf, Config)>,
     pub documented_path: Option<PathBuf>,
     pub documented: Documented,
+    /// The export the embedded gateway imports (and that documents, unless
+    /// `documented_export` does).
+    pub export: Option<crate::export::Export>,
+    /// The export the chains were documented from, when one documents them.
+    pub documented_export: Option<crate::export::Export>,
 }
 
 /// Loads every scenario of `path` (a suite or a single scenario) and checks them all, so a
@@ -207,8 +221,55 @@ fn prepare(src: Source, s: Scenario, opts: &RunOptions) -> Result<Prepared, RunE
     if let Some((_, c)) = &run_config {
         problems.extend(harness::check_backing(&s, &src, c));
     }
+    // The export: `--export` replaces the scenario's `gateway.export`.
+    let export_path = opts
+        .export
+        .clone()
+        .or_else(|| s.gateway.export.as_ref().map(|e| src.dir().join(e)));
+    let documented_export_path = s
+        .gateway
+        .documented_export
+        .as_ref()
+        .map(|e| src.dir().join(e))
+        .or_else(|| export_path.clone());
+    let export = export_path
+        .as_deref()
+        .map(crate::export::load)
+        .transpose()?;
+    let documented_export = match (&documented_export_path, &export) {
+        (Some(p), Some(e)) if Some(p) == export_path.as_ref() => Some(e.clone()),
+        (Some(p), _) => Some(crate::export::load(p)?),
+        (None, _) => None,
+    };
+    if let Some(e) = &documented_export {
+        if documented_path.is_none() {
+            problems.push(src.problem(
+                "gateway.config",
+                "an export lists config-file deployments by name only: gateway.config names the config it was exported beside",
+            ));
+        }
+        problems.extend(crate::export::check(
+            e,
+            &s,
+            &src,
+            documented_path.as_ref().map(|_| &documented_config),
+        ));
+    }
+    if let (Some(e), Some(d)) = (&export, &documented_export) {
+        if e.source.path != d.source.path {
+            let runs: Option<&Config> = run_config.as_ref().map(|(_, c)| c);
+            problems.extend(crate::export::check(e, &s, &src, runs));
+        }
+    }
+    if !problems.is_empty() {
+        return Err(ScenarioError { problems }.into());
+    }
+    let documented_of = |config: Config| match &documented_export {
+        Some(e) => Documented::with_export(config, &e.doc, &s),
+        None => Documented::new(config, &s),
+    };
     if documented_path.is_some() {
-        let documented = Documented::new(documented_config.clone(), &s);
+        let documented = documented_of(documented_config.clone());
         let groups: Vec<String> = documented
             .config
             .group_names()
@@ -252,13 +313,15 @@ fn prepare(src: Source, s: Scenario, opts: &RunOptions) -> Result<Prepared, RunE
     if !problems.is_empty() {
         return Err(ScenarioError { problems }.into());
     }
-    let documented = Documented::new(documented_config, &s);
+    let documented = documented_of(documented_config);
     Ok(Prepared {
         source: src,
         scenario: s,
         run_config,
         documented_path,
         documented,
+        export,
+        documented_export,
     })
 }
 
@@ -342,7 +405,7 @@ pub async fn run_prepared(
             }
         }
     };
-    let result = drive(prep, opts, &mocks, seed, t0, &say).await;
+    let result = drive(prep, opts, &mocks, seed, t0, out_dir, &say).await;
     // Leave remote mocks healthy for the next run.
     for id in mocks.ids() {
         let _ = mocks.set_faults(&id, Vec::new()).await;
@@ -405,7 +468,12 @@ pub async fn run_prepared(
             } else {
                 None
             },
-            kind: "config".to_owned(),
+            kind: if prep.documented_export.is_some() {
+                "export".to_owned()
+            } else {
+                "config".to_owned()
+            },
+            export: export_evidence(prep),
         },
         inventory: documented.inventory(&mock_of),
         documented_chains: documented.all_chains(),
@@ -429,16 +497,43 @@ pub async fn run_prepared(
             target,
             gateway: gateway_kind,
         },
-        audit: audit_findings(&documented.config),
+        audit: audit_findings(
+            &documented.config,
+            prep.documented_export.as_ref().map(|e| &e.doc),
+        ),
     };
     crate::output::write_run(out_dir, &journal).map_err(env_err)?;
     Ok(journal)
 }
 
+/// The export's digests: at the start (as read before the run) and now.
+fn export_evidence(prep: &Prepared) -> Option<ExportEvidence> {
+    let ran = prep.export.as_ref().or(prep.documented_export.as_ref())?;
+    let documented = prep
+        .documented_export
+        .as_ref()
+        .filter(|d| d.source.path != ran.source.path);
+    Some(ExportEvidence {
+        path: ran.source.file(),
+        sha256_start: ran.source.sha256.clone(),
+        sha256_end: file_sha(&ran.source.path),
+        documented_path: documented.map(|d| d.source.file()),
+        documented_sha256: documented.map(|d| d.source.sha256.clone()),
+    })
+}
+
 /// `drill audit` of the documented config as the drill loaded it (its `os.environ/`
 /// references answered the way the run answered them), for the memo.
-fn audit_findings(config: &switchyard::config::Config) -> Vec<switchyard_reports::model::Finding> {
-    let mut f = crate::audit::audit(&crate::audit::input::from_config(config, Vec::new()));
+/// With an export, its teams and keys are audited too (Key > Team > Global).
+fn audit_findings(
+    config: &switchyard::config::Config,
+    export: Option<&switchyard::state::StateDocument>,
+) -> Vec<switchyard_reports::model::Finding> {
+    let input = match export {
+        Some(doc) => crate::audit::input::from_export(doc, Some(config)),
+        None => crate::audit::input::from_config(config, Vec::new()),
+    };
+    let mut f = crate::audit::audit(&input);
     crate::audit::sort(&mut f);
     f
 }
@@ -451,9 +546,21 @@ async fn drive(
     mocks: &Mocks,
     seed: u64,
     t0: Instant,
+    out_dir: &Path,
     say: &dyn Fn(String),
 ) -> Result<Driven, RunError> {
     let s = &prep.scenario;
+    // `--keep-request-log`: one line per request, written as each is verified.
+    let mut request_log = if opts.keep_request_log {
+        std::fs::create_dir_all(out_dir)
+            .and_then(|()| std::fs::File::create(out_dir.join(REQUEST_LOG)))
+            .map(std::io::BufWriter::new)
+            .map(Some)
+            .with_context(|| format!("creating {}", out_dir.join(REQUEST_LOG).display()))
+            .map_err(env_err)?
+    } else {
+        None
+    };
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(1024)
         .build()
@@ -469,9 +576,11 @@ async fn drive(
             let mut cfg = cfg.clone();
             harness::point_at_mocks(&mut cfg, s, m).map_err(env_err)?;
             let g = Embedded::start(cfg).await.map_err(env_err)?;
-            let keys = harness::provision(&client, &g.url, &g.master_key, s)
-                .await
-                .map_err(env_err)?;
+            let keys = match &prep.export {
+                Some(e) => crate::export::import(&client, &g.url, &g.master_key, e, s).await,
+                None => harness::provision(&client, &g.url, &g.master_key, s).await,
+            }
+            .map_err(env_err)?;
             let out = (
                 g.url.clone(),
                 keys,
@@ -646,7 +755,53 @@ async fn drive(
         ));
         let spec = phase.load.unwrap_or(s.traffic.load);
         let ticker = progress(opts, &ctx, &phase.id, phase.duration.get());
-        let pl = load::run_phase(&ctx, pi, &spec, phase.duration.get(), &seq, &cancel).await;
+        // Requests are verified as they finish (joined with the journal entries drained from
+        // the mocks every DRAIN_EVERY) and dropped, so memory does not grow with the phase.
+        let faulted: BTreeSet<String> = faults_ev.iter().map(|f| f.deployment.clone()).collect();
+        let fold = verify::PhaseFold::new(
+            s,
+            phase,
+            &prep.documented,
+            &faulted,
+            phase_start.as_secs(),
+            phase.duration.get().as_secs().max(1),
+        );
+        let index = verify::AttemptIndex::new(mocks.ids(), &deployment_of, benign.clone());
+        let max_wait = (s.traffic.request_timeout.get() + harness::SETTLE_TIMEOUT).as_millis();
+        let mut verifier = verify::Verifier::new(fold, index, max_wait as u64);
+        let mut log_error: Option<std::io::Error> = None;
+        let mut log_each = |r: &RequestRecord, a: &[verify::Attempt]| {
+            if let (Some(w), None) = (request_log.as_mut(), &log_error) {
+                if let Err(e) = write_request_line(w, s, &phase.id, r, a) {
+                    log_error = Some(e);
+                }
+            }
+        };
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<RequestRecord>();
+        let clock = Instant::now();
+        let since = |c: Instant| c.elapsed().as_millis() as u64;
+        let consume = async {
+            let mut tick = tokio::time::interval(DRAIN_EVERY);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tokio::select! {
+                    r = rx.recv() => match r {
+                        Some(r) => verifier.finished(since(clock), r),
+                        None => break,
+                    },
+                    _ = tick.tick() => {
+                        let st = mocks.stats().await?;
+                        let (received, completed) = harness::counters(&st);
+                        let entries = mocks.drain(&mut cursors).await?;
+                        verifier.drained(since(clock), received, &completed, entries, &mut log_each);
+                    }
+                }
+            }
+            Ok::<(), anyhow::Error>(())
+        };
+        let load = load::run_phase(&ctx, pi, &spec, phase.duration.get(), &seq, &cancel, tx);
+        let (pl, consumed) = tokio::join!(load, consume);
+        consumed.map_err(env_err)?;
         ticker.finish();
         let phase_end = t0.elapsed();
         for f in &mut faults_ev {
@@ -654,52 +809,38 @@ async fn drive(
             f.end_offset_ms = phase_end.as_millis() as u64;
         }
         let settled = mocks.settle().await.map_err(env_err)?;
-        let entries = mocks.entries_since(&cursors).await.map_err(env_err)?;
-        cursors = mocks.cursors().await.map_err(env_err)?;
+        let entries = mocks.drain(&mut cursors).await.map_err(env_err)?;
+        verifier.finish_all(entries, &mut log_each);
+        if let Some(w) = request_log.as_mut() {
+            if let Err(e) = std::io::Write::flush(w) {
+                log_error.get_or_insert(e);
+            }
+        }
+        if let Some(e) = log_error {
+            return Err(env_err(anyhow!("writing requests.jsonl: {e}")));
+        }
         let after = mocks.stats().await.map_err(env_err)?;
         for f in &mut faults_ev {
             f.injected = after
                 .injected(&f.provider, &f.rule_id)
                 .saturating_sub(before.injected(&f.provider, &f.rule_id));
         }
-        let attempts = verify::index_attempts(&entries, &deployment_of, &benign);
-
         let warm = phase.warmup.get().as_millis() as u64;
-        let mut lat = new_hist();
-        let mut ttft = new_hist();
-        for r in pl.records.iter().filter(|r| r.sent_ms >= warm) {
-            if r.outcome == ClientOutcome::Success {
-                let _ = lat.record(r.latency_us.max(1));
-                if let Some(t) = r.ttft_us {
-                    if r.stream {
-                        let _ = ttft.record(t.max(1));
-                    }
-                }
-            }
-        }
-        let input = verify::PhaseInput {
-            scenario: s,
-            phase,
-            records: &pl.records,
-            attempts: &attempts,
-            documented: &prep.documented,
-            faults: &faults_ev,
-            earlier_latency: &earlier,
-            latency: &lat,
-        };
-        let checks = verify::evaluate(&input);
+        say(format!(
+            "phase {}: verified as requests finished, at most {} requests and correlation ids held at once",
+            phase.id, verifier.high_water
+        ));
+        let verify::PhaseResult {
+            checks,
+            stats,
+            latency: lat,
+            ttft,
+        } = verifier.fold.finish(&faults_ev, &earlier);
         let (mut verdict, mut reason) = verify::phase_verdict(&checks, &faults_ev);
         if !settled && verdict != Verdict::Invalid {
             verdict = Verdict::Invalid;
             reason = Some("the mocks did not journal every request in time".to_owned());
         }
-        let stats = verify::phase_stats(
-            &phase.id,
-            phase_start.as_secs(),
-            phase.duration.get().as_secs().max(1),
-            &pl.records,
-            &attempts,
-        );
         failed_total += stats.requests.failed;
         let mut requests = stats.requests;
         requests.overflow = pl.overflow;
@@ -783,9 +924,40 @@ fn switchyard_version() -> &'static str {
     env!("CARGO_PKG_VERSION")
 }
 
-fn new_hist() -> Histogram<u64> {
-    Histogram::new_with_bounds(1, 3_600_000_000, 3)
-        .unwrap_or_else(|_| Histogram::new(3).unwrap_or_else(|_| unreachable!("valid bounds")))
+/// How often the mocks' journals are drained while a phase runs.
+const DRAIN_EVERY: Duration = Duration::from_millis(500);
+
+/// One line of `requests.jsonl`: who sent what, what came back, which deployments were tried
+/// and which served. Names keys by alias; never a secret.
+fn write_request_line(
+    w: &mut impl std::io::Write,
+    s: &Scenario,
+    phase: &str,
+    r: &RequestRecord,
+    attempts: &[verify::Attempt],
+) -> std::io::Result<()> {
+    let p = &s.traffic.profiles[r.profile];
+    let key = p.key.as_ref().map(|k| {
+        s.traffic
+            .keys
+            .get(k)
+            .and_then(|spec| spec.key_alias.clone())
+            .unwrap_or_else(|| k.clone())
+    });
+    let line = serde_json::json!({
+        "id": r.rid,
+        "phase": phase,
+        "profile": p.id,
+        "key_alias": key,
+        "sent_ms": r.sent_ms,
+        "status": r.status,
+        "outcome": r.outcome.as_str(),
+        "latency_ms": r.latency_us as f64 / 1000.0,
+        "tried": attempts.iter().map(|a| a.deployment.as_str()).collect::<Vec<_>>(),
+        "served_by": verify::served_of(attempts),
+    });
+    serde_json::to_writer(&mut *w, &line)?;
+    w.write_all(b"\n")
 }
 
 fn phase_line(p: &PhaseEvidence) -> String {

@@ -114,6 +114,11 @@ impl Deployment {
         self.journal.snapshot(&self.id, since)
     }
 
+    /// Removes and returns the journal's entries.
+    pub fn take_journal(&self) -> JournalSnapshot {
+        self.journal.take(&self.id)
+    }
+
     pub fn stats(&self) -> DeploymentStats {
         self.stats
             .snapshot(&self.id, self.spec.dialect, &self.journal)

@@ -174,6 +174,19 @@ impl Journal {
         }
     }
 
+    /// Removes and returns every entry (sequence numbers go on where they were): a reader
+    /// that drains periodically keeps the journal short, so its cap never drops an entry.
+    pub fn take(&self, deployment: &Arc<str>) -> JournalSnapshot {
+        let mut ring = self.ring.lock();
+        JournalSnapshot {
+            schema_version: JOURNAL_SCHEMA_VERSION,
+            deployment: deployment.to_string(),
+            dropped: ring.dropped,
+            capacity: self.capacity,
+            entries: std::mem::take(&mut ring.entries).into(),
+        }
+    }
+
     pub fn len_and_dropped(&self) -> (usize, u64) {
         let ring = self.ring.lock();
         (ring.entries.len(), ring.dropped)
@@ -334,6 +347,24 @@ mod tests {
         assert_eq!(j.snapshot(&id, 9).entries.len(), 0);
         j.clear();
         assert_eq!(j.len_and_dropped(), (0, 0));
+    }
+
+    #[test]
+    fn take_hands_every_entry_over_once_and_a_drained_journal_never_drops() {
+        let j = Journal::new(3);
+        let id: Arc<str> = Arc::from("d");
+        let mut seen = Vec::new();
+        for round in 0..4 {
+            for _ in 0..3 {
+                j.push(entry());
+            }
+            let t = j.take(&id);
+            assert_eq!(t.dropped, 0, "round {round}");
+            seen.extend(t.entries.iter().map(|e| e.seq));
+            assert_eq!(j.len_and_dropped(), (0, 0));
+        }
+        assert_eq!(seen, (0..12).collect::<Vec<u64>>());
+        assert!(j.take(&id).entries.is_empty());
     }
 
     #[test]

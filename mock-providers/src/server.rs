@@ -244,6 +244,12 @@ impl MockServer {
         Ok(self.find(id)?.deployment.journal(since))
     }
 
+    /// Removes and returns deployment `id`'s journal entries (take, not copy): for readers
+    /// that drain periodically so a long run never reaches the journal's cap.
+    pub fn take_journal(&self, id: &str) -> Result<JournalSnapshot, MockError> {
+        Ok(self.find(id)?.deployment.take_journal())
+    }
+
     /// Waits until deployment `id` has recorded at least `n` journal
     /// entries since start or the last reset, for at most `within`.
     /// Returns whether that happened (false on timeout or unknown id): the

@@ -82,6 +82,21 @@ pub struct GatewaySpec {
     /// (default: `config`). Lets a drill prove that drift between the two is caught.
     #[serde(default)]
     pub documented_config: Option<PathBuf>,
+    /// A Switchyard export (`kind: switchyard/state`, `schema_version: 1`), relative to the
+    /// scenario file; `--export` overrides it. Its teams and keys (with their router settings)
+    /// document the key-level chains, Key > Team > Global over `config`'s global settings.
+    /// `config` is still needed: an export lists config-file deployments by name only. With an
+    /// export, `traffic.keys` name exported keys by `key_alias` and set no `team` or
+    /// `router_settings`, and `traffic.teams` is empty. Embedded mode imports the export (as
+    /// `POST /config/import` does; credentials and runtime models excepted) and regenerates
+    /// each scenario key through `/key/regenerate` to obtain a secret; the key's settings stay
+    /// the export's. Default none.
+    #[serde(default)]
+    pub export: Option<PathBuf>,
+    /// An export that documents the chains when it differs from the one the gateway runs
+    /// (default: `export`). Like `documented_config`, proves drift is caught.
+    #[serde(default)]
+    pub documented_export: Option<PathBuf>,
     /// Values for `os.environ/NAME` references in the config (default none). In embedded mode
     /// other references resolve to a placeholder: deployments backed by a provider get the
     /// mock's address and key anyway.

@@ -9,6 +9,7 @@
 mod audit;
 mod cli;
 mod cli_signoff;
+mod export;
 mod external;
 mod runs;
 mod sensitivity;

@@ -138,3 +138,82 @@ async fn too_few_samples_is_inconclusive_and_the_journal_is_complete() {
         .unwrap()
         .contains("inconclusive"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keep_request_log_writes_one_line_per_request_without_secrets() {
+    let s = scenario(
+        "logged",
+        "  - {id: baseline, duration: 2s}
+  - id: outage
+    duration: 2s
+    faults: [{provider: openai-east, effect: {type: http_error, status: 503}}]
+",
+    )
+    .replace(
+        "  profiles: [{id: chat, request: {model: gpt-4o}}]",
+        "  keys: {web: {key_alias: web-alias}}
+  profiles: [{id: chat, key: web, request: {model: gpt-4o}}]",
+    );
+    let cfg = quarterly_config();
+    let d = dir_with(&[("s.yaml", &s), ("gw.yaml", &cfg)]);
+    let out = d.path().join("out");
+    let mut opts = drill::run::RunOptions::new(std::sync::Arc::new(|_: &str| None));
+    opts.keep_request_log = true;
+    assert_eq!(
+        super::support::run_with(&d.path().join("s.yaml"), &out, opts).await,
+        0
+    );
+    let j = journal(&out);
+    let sent: u64 = j["phases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["requests"]["sent"].as_u64().unwrap())
+        .sum();
+    let text = std::fs::read_to_string(out.join(drill::run::REQUEST_LOG)).unwrap();
+    let lines: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len() as u64, sent);
+    assert!(sent > 80, "{sent}");
+    for l in &lines {
+        for f in [
+            "id",
+            "phase",
+            "profile",
+            "key_alias",
+            "sent_ms",
+            "status",
+            "latency_ms",
+            "tried",
+            "served_by",
+        ] {
+            assert!(l.get(f).is_some(), "{f} missing in {l}");
+        }
+        assert_eq!(l["key_alias"], "web-alias");
+    }
+    // Outage requests were served by the documented fallback; the first ones tried the failing
+    // primary before it (later ones skip it while it cools down).
+    let outage: Vec<&serde_json::Value> = lines.iter().filter(|l| l["phase"] == "outage").collect();
+    let moved = outage
+        .iter()
+        .filter(|l| l["served_by"] == "claude-west")
+        .count();
+    assert!(
+        moved * 10 >= outage.len() * 9,
+        "{moved} of {}",
+        outage.len()
+    );
+    assert!(outage
+        .iter()
+        .any(|l| l["tried"] == serde_json::json!(["gpt-4o-east", "claude-west"])));
+    // Per phase, the log agrees with the journal's served-by counts.
+    let served = lines
+        .iter()
+        .filter(|l| l["phase"] == "baseline" && l["served_by"] == "gpt-4o-east")
+        .count() as u64;
+    assert_eq!(j["phases"][0]["served_by"]["gpt-4o-east"], served);
+    // Keys are named by alias; no secret (sk-...) is written.
+    assert!(!text.contains("sk-"), "a key in requests.jsonl");
+}
