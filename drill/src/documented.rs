@@ -111,13 +111,19 @@ impl Documented {
         Self { config, keys }
     }
 
-    /// `config` documents the global settings; the export's keys (matched to the scenario's
-    /// keys by `key_alias`) and their teams add the key and team layers.
+    /// `config` documents the global settings, with the export's runtime global
+    /// `router_settings` over them field by field (as the gateway applies them); the export's
+    /// keys (matched to the scenario's keys by `key_alias`) and their teams add the key and
+    /// team layers.
     pub fn with_export(
-        config: Config,
+        mut config: Config,
         export: &switchyard::state::StateDocument,
         scenario: &Scenario,
     ) -> Self {
+        if let Some(runtime) = &export.spec.router_settings {
+            config.router_settings =
+                switchyard::keys::global::overlay(runtime, &config.router_settings);
+        }
         let mut keys = BTreeMap::new();
         for name in scenario.traffic.keys.keys() {
             let Some(k) = crate::export::key_of(export, scenario, name) else {
@@ -409,6 +415,31 @@ router_settings:
             d.expected_servers(None, "gpt-4o", ChainKind::ContextWindow, &down),
             ["mini-1"]
         );
+    }
+
+    #[test]
+    fn an_exports_runtime_global_settings_go_over_the_config_files() {
+        let export = switchyard::state::parse_document(
+            "schema_version: 1\nkind: switchyard/state\nsource: {version: 0.1.0}\nsecrets: redacted\n\
+             spec:\n  router_settings: {fallbacks: [{gpt-4o: [mini]}]}\n",
+            1 << 20,
+        )
+        .unwrap();
+        let config = switchyard::config::load_str(
+            CONFIG,
+            Path::new("c.yaml"),
+            &|_| None,
+            &Default::default(),
+        )
+        .unwrap()
+        .config;
+        let d = Documented::with_export(config, &export, &scenario(""));
+        let c = d.chain(None, "gpt-4o", ChainKind::General);
+        assert_eq!(c.targets, ["mini"]);
+        assert_eq!(c.source, "global");
+        // Fields the runtime block does not set stay the config file's.
+        let c = d.chain(None, "gpt-4o", ChainKind::ContextWindow);
+        assert_eq!(c.targets, ["mini"]);
     }
 
     #[test]

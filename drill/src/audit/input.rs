@@ -209,6 +209,11 @@ pub fn from_export(doc: &switchyard::state::StateDocument, config: Option<&Confi
             input.router_settings = cf.router_settings.clone();
         }
     }
+    // The runtime global block (set by an import) goes over the config file's, field by field,
+    // as the gateway applies it.
+    if let Some(runtime) = &doc.spec.router_settings {
+        input.router_settings = switchyard::keys::global::overlay(runtime, &input.router_settings);
+    }
     let str_of = |m: &BTreeMap<String, serde_json::Value>, k: &str| {
         m.get(k).and_then(|v| v.as_str()).map(str::to_owned)
     };

@@ -185,3 +185,35 @@ fn a_switchyard_export_is_audited_with_its_config_file() {
         .unwrap();
     assert!(err.to_string().contains("pass --config FILE"), "{err}");
 }
+
+#[test]
+fn an_exports_runtime_global_router_settings_are_audited_over_the_config_files() {
+    let dir = fixtures().join("audit");
+    let text = std::fs::read_to_string(dir.join("export.yaml")).unwrap();
+    // The import set "no general fallbacks" globally: the key can no longer fall back to a
+    // group it may not use, and the config file's other settings still apply.
+    let text = text.replacen(
+        "  router_settings: {}",
+        "  router_settings: {fallbacks: []}",
+        1,
+    );
+    let tmp = tempfile::tempdir().unwrap();
+    let export = tmp.path().join("export.yaml");
+    std::fs::write(&export, text).unwrap();
+    let Loaded::Input(input) = audit::input::load_with(
+        &export,
+        InputFormat::Auto,
+        &no_env,
+        Some(&dir.join("clean.yaml")),
+    )
+    .unwrap() else {
+        panic!("the export was rejected")
+    };
+    assert_eq!(input.router_settings.fallbacks, Some(vec![]));
+    assert_eq!(input.router_settings.num_retries, Some(2));
+    let ids: Vec<String> = audit::audit(&input).into_iter().map(|f| f.id).collect();
+    assert!(
+        !ids.contains(&"access.fallback-target".to_owned()),
+        "{ids:?}"
+    );
+}
