@@ -269,20 +269,17 @@ impl UsageSink {
         prompt_tokens: u64,
         completion_tokens: u64,
     ) {
-        use crate::keys::spend::{cost, key_subject, team_subject, Usage};
+        use crate::keys::spend::{cost, Usage};
         let Some(key) = &self.key else {
             return;
         };
         let tokens = prompt_tokens.saturating_add(completion_tokens);
         if key.limits.tpm.is_some() {
-            self.state
-                .limiters
-                .tokens
-                .add(&key_subject(&key.public_id), tokens);
+            self.state.limiters.tokens.add(&key.subject, tokens);
         }
-        if let (Some(team), Some(l)) = (&key.team_id, &key.team_limits) {
+        if let (Some(team), Some(l)) = (&key.team_subject, &key.team_limits) {
             if l.tpm.is_some() {
-                self.state.limiters.tokens.add(&team_subject(team), tokens);
+                self.state.limiters.tokens.add(team, tokens);
             }
         }
         if let Some(spend) = &self.state.spend {
