@@ -198,10 +198,10 @@ async fn authenticate(State(state): State<AppState>, mut req: Request, next: Nex
             match guard {
                 // The slot is held until the body (a stream, maybe) is done or dropped.
                 Some(guard) => resp.map(|body| {
-                    Body::from_stream(futures::StreamExt::map(body.into_data_stream(), move |c| {
-                        let _held = &guard;
-                        c
-                    }))
+                    Body::new(Held {
+                        body,
+                        _guard: guard,
+                    })
                 }),
                 None => resp,
             }
@@ -210,6 +210,34 @@ async fn authenticate(State(state): State<AppState>, mut req: Request, next: Nex
             state.metrics.request("auth", e.status.as_u16());
             e.into_response()
         }
+    }
+}
+
+/// A response body that holds a value (a parallel-request slot) until it is finished or
+/// dropped. Frames and size pass through unchanged, so a JSON answer keeps its
+/// `content-length` instead of becoming a chunked stream.
+struct Held<T> {
+    body: Body,
+    _guard: T,
+}
+
+impl<T: Unpin> hyper::body::Body for Held<T> {
+    type Data = axum::body::Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Self::Data>, axum::Error>>> {
+        std::pin::Pin::new(&mut self.body).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        self.body.size_hint()
     }
 }
 
@@ -225,8 +253,9 @@ async fn request_id(req: Request, next: Next) -> Response {
         })
         .cloned()
         .unwrap_or_else(|| {
-            HeaderValue::from_str(&uuid::Uuid::new_v4().to_string())
-                .unwrap_or(HeaderValue::from_static("unknown"))
+            let mut buf = uuid::Uuid::encode_buffer();
+            let id = uuid::Uuid::new_v4().hyphenated().encode_lower(&mut buf);
+            HeaderValue::from_str(id).unwrap_or(HeaderValue::from_static("unknown"))
         });
     let mut resp = next.run(req).await;
     resp.headers_mut().insert("x-request-id", id);

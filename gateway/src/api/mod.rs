@@ -136,10 +136,34 @@ pub fn take_gateway_fields(body: &mut Map<String, Value>) -> Result<GatewayField
     })
 }
 
-fn header(headers: &mut HeaderMap, name: &'static str, value: &str) {
+/// The observability headers' names, checked at compile time.
+mod names {
+    use axum::http::HeaderName;
+    pub const DEPLOYMENT: HeaderName = HeaderName::from_static("x-switchyard-deployment");
+    pub const MODEL_GROUP: HeaderName = HeaderName::from_static("x-switchyard-model-group");
+    pub const ATTEMPTS: HeaderName = HeaderName::from_static("x-switchyard-attempts");
+    pub const FALLBACK_DEPTH: HeaderName = HeaderName::from_static("x-switchyard-fallback-depth");
+    pub const SETTINGS_SOURCE: HeaderName = HeaderName::from_static("x-switchyard-settings-source");
+    pub const LITELLM_MODEL_ID: HeaderName = HeaderName::from_static("x-litellm-model-id");
+    pub const LITELLM_MODEL_GROUP: HeaderName = HeaderName::from_static("x-litellm-model-group");
+    pub const LITELLM_RETRIES: HeaderName = HeaderName::from_static("x-litellm-attempted-retries");
+    pub const LITELLM_FALLBACKS: HeaderName =
+        HeaderName::from_static("x-litellm-attempted-fallbacks");
+}
+
+/// Headers a response carries besides the observability ones (content type, request id).
+const OTHER_HEADERS: usize = 3;
+
+/// Sets `name` to a text value; a value that is not a valid header (never for ids and group
+/// names the config accepted) is left out rather than failing the response.
+fn header(headers: &mut HeaderMap, name: HeaderName, value: &str) {
     if let Ok(v) = HeaderValue::from_str(value) {
-        headers.insert(HeaderName::from_static(name), v);
+        headers.insert(name, v);
     }
+}
+
+fn number(headers: &mut HeaderMap, name: HeaderName, value: usize) {
+    headers.insert(name, HeaderValue::from(value));
 }
 
 /// Number of group hops in an attempt list (consecutive attempts on one group are one hop).
@@ -161,57 +185,40 @@ fn retries_in(attempts: &[Attempt]) -> usize {
 
 /// Observability headers on a served response (DESIGN §2.3).
 pub fn routed_headers<T>(headers: &mut HeaderMap, r: &Routed<T>, source: Source) {
+    headers.reserve(9 + OTHER_HEADERS);
     let id = r.deployment.id().as_str();
-    header(headers, "x-switchyard-deployment", id);
-    header(headers, "x-switchyard-model-group", &r.group);
-    header(
-        headers,
-        "x-switchyard-attempts",
-        &r.attempts.len().to_string(),
+    header(headers, names::DEPLOYMENT, id);
+    header(headers, names::MODEL_GROUP, &r.group);
+    number(headers, names::ATTEMPTS, r.attempts.len());
+    number(headers, names::FALLBACK_DEPTH, r.fallback_depth as usize);
+    headers.insert(
+        names::SETTINGS_SOURCE,
+        HeaderValue::from_static(source.as_str()),
     );
-    header(
-        headers,
-        "x-switchyard-fallback-depth",
-        &r.fallback_depth.to_string(),
-    );
-    header(headers, "x-switchyard-settings-source", source.as_str());
-    header(headers, "x-litellm-model-id", id);
-    header(headers, "x-litellm-model-group", &r.group);
-    header(
-        headers,
-        "x-litellm-attempted-retries",
-        &retries_in(&r.attempts).to_string(),
-    );
-    header(
-        headers,
-        "x-litellm-attempted-fallbacks",
-        &r.fallback_depth.to_string(),
-    );
+    header(headers, names::LITELLM_MODEL_ID, id);
+    header(headers, names::LITELLM_MODEL_GROUP, &r.group);
+    number(headers, names::LITELLM_RETRIES, retries_in(&r.attempts));
+    number(headers, names::LITELLM_FALLBACKS, r.fallback_depth as usize);
 }
 
 /// Observability headers on a failed response: what was tried (the last attempt's deployment
 /// and group; depth counts group hops, so it is right even when a fallback target was skipped).
 pub fn failure_headers(headers: &mut HeaderMap, e: &RouteError, source: Source) {
     let attempts = e.attempts();
-    header(
-        headers,
-        "x-switchyard-attempts",
-        &attempts.len().to_string(),
+    number(headers, names::ATTEMPTS, attempts.len());
+    headers.insert(
+        names::SETTINGS_SOURCE,
+        HeaderValue::from_static(source.as_str()),
     );
-    header(headers, "x-switchyard-settings-source", source.as_str());
-    header(
-        headers,
-        "x-litellm-attempted-retries",
-        &retries_in(attempts).to_string(),
-    );
-    let depth = groups_in(attempts).saturating_sub(1).to_string();
-    header(headers, "x-switchyard-fallback-depth", &depth);
-    header(headers, "x-litellm-attempted-fallbacks", &depth);
+    number(headers, names::LITELLM_RETRIES, retries_in(attempts));
+    let depth = groups_in(attempts).saturating_sub(1);
+    number(headers, names::FALLBACK_DEPTH, depth);
+    number(headers, names::LITELLM_FALLBACKS, depth);
     if let Some(last) = attempts.last() {
-        header(headers, "x-switchyard-deployment", &last.deployment);
-        header(headers, "x-switchyard-model-group", &last.group);
-        header(headers, "x-litellm-model-id", &last.deployment);
-        header(headers, "x-litellm-model-group", &last.group);
+        header(headers, names::DEPLOYMENT, &last.deployment);
+        header(headers, names::MODEL_GROUP, &last.group);
+        header(headers, names::LITELLM_MODEL_ID, &last.deployment);
+        header(headers, names::LITELLM_MODEL_GROUP, &last.group);
     }
 }
 
@@ -269,20 +276,17 @@ impl UsageSink {
         prompt_tokens: u64,
         completion_tokens: u64,
     ) {
-        use crate::keys::spend::{cost, key_subject, team_subject, Usage};
+        use crate::keys::spend::{cost, Usage};
         let Some(key) = &self.key else {
             return;
         };
         let tokens = prompt_tokens.saturating_add(completion_tokens);
         if key.limits.tpm.is_some() {
-            self.state
-                .limiters
-                .tokens
-                .add(&key_subject(&key.public_id), tokens);
+            self.state.limiters.tokens.add(&key.subject, tokens);
         }
-        if let (Some(team), Some(l)) = (&key.team_id, &key.team_limits) {
+        if let (Some(team), Some(l)) = (&key.team_subject, &key.team_limits) {
             if l.tpm.is_some() {
-                self.state.limiters.tokens.add(&team_subject(team), tokens);
+                self.state.limiters.tokens.add(team, tokens);
             }
         }
         if let Some(spend) = &self.state.spend {

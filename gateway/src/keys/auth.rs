@@ -63,6 +63,10 @@ pub struct SubjectLimits {
 #[derive(Debug, Clone)]
 pub struct KeyContext {
     pub public_id: String,
+    /// The key's subject in the limiters and the ledger (`k:<public id>`), made once.
+    pub subject: String,
+    /// The team's subject (`t:<team id>`), when the key belongs to a team.
+    pub team_subject: Option<String>,
     pub alias: Option<String>,
     pub team_id: Option<String>,
     pub user_id: Option<String>,

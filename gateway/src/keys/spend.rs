@@ -205,7 +205,7 @@ async fn writer(
     mut rx: mpsc::UnboundedReceiver<Msg>,
     on_reset: Arc<dyn Fn() + Send + Sync>,
 ) {
-    let mut pending: Vec<(SpendEntry, Vec<String>)> = Vec::new();
+    let mut pending = Pending::default();
     let mut waiting: Vec<oneshot::Sender<()>> = Vec::new();
     let mut next_reset = tokio::time::Instant::now() + BUDGET_RESET_EVERY;
     loop {
@@ -226,7 +226,7 @@ async fn writer(
         // Fill the batch for a short window, unless someone is waiting for a flush.
         let window = tokio::time::sleep(BATCH_WINDOW);
         tokio::pin!(window);
-        while pending.len() < MAX_BATCH && waiting.is_empty() {
+        while pending.entries.len() < MAX_BATCH && waiting.is_empty() {
             tokio::select! {
                 m = rx.recv() => match m {
                     Some(m) => take(m, &mut pending, &mut waiting),
@@ -239,18 +239,18 @@ async fn writer(
         while let Ok(m) = rx.try_recv() {
             take(m, &mut pending, &mut waiting);
         }
-        while !pending.is_empty() {
-            let n = pending.len().min(MAX_BATCH);
-            let batch: Vec<SpendEntry> = pending[..n].iter().map(|(e, _)| e.clone()).collect();
-            match store.record_spend(&batch).await {
+        while !pending.entries.is_empty() {
+            let n = pending.entries.len().min(MAX_BATCH);
+            match store.record_spend(&pending.entries[..n]).await {
                 Ok(_) => {
-                    for (e, subjects) in pending.drain(..n) {
+                    for (e, subjects) in pending.entries.drain(..n).zip(pending.subjects.drain(..n))
+                    {
                         ledger.add(&subjects, e.cost, true);
                     }
                 }
                 Err(e) => {
                     // Request ids make a retried batch count once; keep everything.
-                    tracing::warn!(error = %e, entries = pending.len(), "spend write failed; retrying");
+                    tracing::warn!(error = %e, entries = pending.entries.len(), "spend write failed; retrying");
                     tokio::time::sleep(RETRY_PAUSE).await;
                     if rx.is_closed() && waiting.is_empty() {
                         return;
@@ -264,13 +264,25 @@ async fn writer(
     }
 }
 
-fn take(
-    m: Msg,
-    pending: &mut Vec<(SpendEntry, Vec<String>)>,
-    waiting: &mut Vec<oneshot::Sender<()>>,
-) {
+/// Entries not yet in the store, and the ledger subjects of each.
+#[derive(Default)]
+struct Pending {
+    entries: Vec<SpendEntry>,
+    subjects: Vec<Vec<String>>,
+}
+
+impl Pending {
+    fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+}
+
+fn take(m: Msg, pending: &mut Pending, waiting: &mut Vec<oneshot::Sender<()>>) {
     match m {
-        Msg::Entry(e, s) => pending.push((e, s)),
+        Msg::Entry(e, s) => {
+            pending.entries.push(e);
+            pending.subjects.push(s);
+        }
         Msg::Flush(ack) => waiting.push(ack),
     }
 }

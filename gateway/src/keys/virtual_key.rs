@@ -97,6 +97,8 @@ impl VirtualKeyAuth {
         let spec = &record.spec;
         let key = KeyContext {
             public_id: spec.public_id.as_str().to_string(),
+            subject: key_subject(spec.public_id.as_str()),
+            team_subject: spec.team_id.as_deref().map(team_subject),
             alias: spec.key_alias.clone(),
             team_id: spec.team_id.clone(),
             user_id: spec.user_id.clone(),
@@ -135,18 +137,23 @@ impl VirtualKeyAuth {
     }
 
     /// Budgets, then request, token and parallel limits of the key and its team. Counts the
-    /// request against the rpm windows and takes the parallel slots when it passes.
+    /// request against the rpm windows and takes the parallel slots when it passes. Allocates
+    /// nothing unless it refuses.
     fn enforce(&self, key: &KeyContext) -> Result<AuthContextGuard, ApiError> {
-        let key_s = key_subject(&key.public_id);
-        let team_s = key.team_id.as_deref().map(team_subject);
-        let label = key.alias.as_deref().unwrap_or(&key.public_id);
-        let mut subjects: Vec<(String, &SubjectLimits, String)> =
-            vec![(key_s, &key.limits, format!("key {label}"))];
-        if let (Some(s), Some(l)) = (team_s, key.team_limits.as_ref()) {
-            let team = key.team_id.as_deref().unwrap_or_default();
-            subjects.push((s, l, format!("team {team}")));
-        }
-        for (s, l, who) in &subjects {
+        let team = match (&key.team_subject, &key.team_limits) {
+            (Some(s), Some(l)) => Some((s.as_str(), l)),
+            _ => None,
+        };
+        let subjects = std::iter::once((key.subject.as_str(), &key.limits)).chain(team);
+        // Who a refusal names: the key by alias (else public id), or its team.
+        let who = |subject: &str| {
+            if subject == key.subject {
+                format!("key {}", key.alias.as_deref().unwrap_or(&key.public_id))
+            } else {
+                format!("team {}", key.team_id.as_deref().unwrap_or_default())
+            }
+        };
+        for (s, l) in subjects.clone() {
             if let Some(max) = l.max_budget {
                 let spend = self
                     .ledger
@@ -156,47 +163,59 @@ impl VirtualKeyAuth {
                         StatusCode::BAD_REQUEST,
                         "budget_exceeded",
                         format!(
-                            "budget exceeded for {who}: spend {spend} has reached max_budget {max}"
+                            "budget exceeded for {}: spend {spend} has reached max_budget {max}",
+                            who(s)
                         ),
                     )
                     .with_code("budget_exceeded"));
                 }
             }
         }
-        for (s, l, who) in &subjects {
+        for (s, l) in subjects.clone() {
             if let Some(limit) = l.tpm {
                 if let Err(wait) = self.limiters.tokens.check(s, limit) {
                     return Err(ApiError::rate_limited(
-                        format!("tpm_limit of {who} reached: {limit} tokens per minute"),
+                        format!("tpm_limit of {} reached: {limit} tokens per minute", who(s)),
                         wait,
                     ));
                 }
             }
         }
-        for (s, l, who) in &subjects {
+        for (s, l) in subjects.clone() {
             if let Some(limit) = l.rpm {
                 if let Err(wait) = self.limiters.requests.try_count(s, limit) {
                     return Err(ApiError::rate_limited(
-                        format!("rpm_limit of {who} reached: {limit} requests per minute"),
+                        format!(
+                            "rpm_limit of {} reached: {limit} requests per minute",
+                            who(s)
+                        ),
                         wait,
                     ));
                 }
             }
         }
-        let wanted: Vec<(&str, u64)> = subjects
-            .iter()
-            .filter_map(|(s, l, _)| l.max_parallel_requests.map(|n| (s.as_str(), n)))
-            .collect();
-        match self.limiters.parallel.acquire(&wanted) {
+        let mut wanted: [(&str, u64); 2] = [("", 0); 2];
+        let mut n = 0;
+        for (s, l) in subjects {
+            if let Some(limit) = l.max_parallel_requests {
+                wanted[n] = (s, limit);
+                n += 1;
+            }
+        }
+        match self.limiters.parallel.acquire(&wanted[..n]) {
             Ok(g) => Ok(g.map(Arc::new)),
             Err(s) => {
-                let (_, l, who) = subjects
-                    .iter()
-                    .find(|(x, _, _)| *x == s)
-                    .unwrap_or(&subjects[0]);
-                let n = l.max_parallel_requests.unwrap_or_default();
+                let limit = if s == key.subject {
+                    key.limits.max_parallel_requests
+                } else {
+                    team.and_then(|(_, l)| l.max_parallel_requests)
+                };
                 Err(ApiError::rate_limited(
-                    format!("max_parallel_requests of {who} reached: {n} requests in flight"),
+                    format!(
+                        "max_parallel_requests of {} reached: {} requests in flight",
+                        who(&s),
+                        limit.unwrap_or_default()
+                    ),
                     PARALLEL_RETRY_AFTER,
                 ))
             }
