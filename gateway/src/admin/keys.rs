@@ -200,9 +200,9 @@ pub async fn generate(
     let store = store(&state)?;
     let b: GenerateBody = body(&bytes)?;
     if let Some(rs) = &b.router_settings {
-        validate::router_settings(&state.config, &state.router.groups(), rs)?;
+        validate::router_settings(&state, rs)?;
     }
-    validate::key_aliases(&state.config, &state.router.groups(), &b.aliases)?;
+    validate::key_aliases(&state, &b.aliases)?;
     let minted = keygen::generate(&KeyPrefix::default());
     let mut spec = KeySpec::new(minted.public_id.clone(), minted.hash.clone());
     spec.key_alias = b.key_alias;
@@ -235,10 +235,10 @@ pub async fn update(State(state): State<AppState>, bytes: Bytes) -> Result<Json<
     let store = store(&state)?;
     let b: UpdateBody = body(&bytes)?;
     if let Some(Some(rs)) = &b.router_settings {
-        validate::router_settings(&state.config, &state.router.groups(), rs)?;
+        validate::router_settings(&state, rs)?;
     }
     if let Some(a) = &b.aliases {
-        validate::key_aliases(&state.config, &state.router.groups(), a)?;
+        validate::key_aliases(&state, a)?;
     }
     let rec = find(store.as_ref(), &b.key).await?;
     let expires_at = match b.duration {

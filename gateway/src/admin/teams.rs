@@ -157,7 +157,7 @@ pub async fn create(State(state): State<AppState>, bytes: Bytes) -> Result<Json<
     let store = store(&state)?;
     let b: NewBody = body(&bytes)?;
     if let Some(rs) = &b.router_settings {
-        validate::router_settings(&state.config, &state.router.groups(), rs)?;
+        validate::router_settings(&state, rs)?;
     }
     let members: Vec<TeamMember> = b
         .members_with_roles
@@ -194,7 +194,7 @@ pub async fn update(State(state): State<AppState>, bytes: Bytes) -> Result<Json<
     let store = store(&state)?;
     let b: UpdateBody = body(&bytes)?;
     if let Some(Some(rs)) = &b.router_settings {
-        validate::router_settings(&state.config, &state.router.groups(), rs)?;
+        validate::router_settings(&state, rs)?;
     }
     let patch = TeamPatch {
         team_alias: b.team_alias,

@@ -10,11 +10,12 @@ use secrecy::ExposeSecret;
 use serde::{Deserialize, Serialize};
 use tera::Context;
 
-use super::settings::{Draft, FieldError, Known, ScalarForm, SettingsForm, Subject};
+use super::settings::{Draft, FieldError, ScalarForm, SettingsForm, Subject};
 use super::{
     bad, dollars, names, num, page, render, store, Admin, Flash, UiError, UiResult, UiState,
     PAGE_SIZE,
 };
+use crate::admin::validate::KnownTargets;
 use crate::error::ApiError;
 use crate::keys::effective::Source;
 use crate::store::keys::{self as keygen, KeyPrefix, PublicId};
@@ -318,7 +319,7 @@ async fn subject_parts(
             .map(|t| t.spec.models.clone())
             .unwrap_or_default()
     };
-    let usable = super::settings::usable_groups(&ui.app.config, store, &models).await?;
+    let usable = super::settings::usable_groups(&ui.app.router.groups(), store, &models).await?;
     Ok((team, usable))
 }
 
@@ -332,7 +333,9 @@ async fn render_detail(
     let store = store(ui)?;
     let (team, usable) = subject_parts(ui, store.as_ref(), rec).await?;
     let empty = crate::config::RouterSettings::default();
-    let global = &ui.app.config.router_settings;
+    // The same global layer as `/key/info`: the config file's with the runtime block over it.
+    let global_layer = ui.app.global_settings.current();
+    let global = &global_layer.merged;
     let team_rs = team
         .as_ref()
         .and_then(|t| t.spec.router_settings.as_ref())
@@ -348,8 +351,7 @@ async fn render_detail(
         parents,
         usable: usable.clone(),
     };
-    let table = ui.app.router.groups();
-    let known = Known::live(&ui.app.config, &table);
+    let known = KnownTargets::live(&ui.app);
     let view = match &refused.settings {
         Some((draft, scalars, err)) => subject.view(&known, draft, Some(scalars), Some(err)),
         None => subject.view(
@@ -492,6 +494,7 @@ pub async fn save_settings(
     let rec = find(store.as_ref(), &id).await?;
     let (team, usable) = subject_parts(&ui, store.as_ref(), &rec).await?;
     let empty = crate::config::RouterSettings::default();
+    let global_layer = ui.app.global_settings.current();
     let team_rs = team
         .as_ref()
         .and_then(|t| t.spec.router_settings.as_ref())
@@ -500,16 +503,15 @@ pub async fn save_settings(
     if team.is_some() {
         parents.push((Source::Team, team_rs));
     }
-    parents.push((Source::Global, &ui.app.config.router_settings));
+    parents.push((Source::Global, &global_layer.merged));
     let subject = Subject {
         level: Source::Key,
         own: rec.spec.router_settings.as_ref(),
         parents,
         usable,
     };
-    let table = ui.app.router.groups();
-    let known = Known::live(&ui.app.config, &table);
-    match subject.apply(&ui.app.config, &table, &known, &f) {
+    let known = KnownTargets::live(&ui.app);
+    match subject.apply(&known, &f) {
         Ok(own) => {
             let patch = KeyPatch {
                 router_settings: Some(own),

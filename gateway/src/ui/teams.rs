@@ -8,11 +8,12 @@ use axum::response::{IntoResponse, Redirect};
 use axum::Form;
 use serde::{Deserialize, Serialize};
 
-use super::settings::{Draft, FieldError, Known, ScalarForm, SettingsForm, Subject, KINDS};
+use super::settings::{Draft, FieldError, ScalarForm, SettingsForm, Subject, KINDS};
 use super::{
     bad, dollars, names, num, page, render, store, Admin, Flash, UiError, UiResult, UiState,
     PAGE_SIZE,
 };
+use crate::admin::validate::KnownTargets;
 use crate::error::ApiError;
 use crate::keys::effective::Source;
 use crate::store::{Actor, KeyFilter, Page, Store, Team, TeamFilter, TeamPatch, TeamSpec, Usd};
@@ -273,15 +274,16 @@ async fn render_detail(
 ) -> UiResult {
     let store = store(ui)?;
     let usable: Option<BTreeSet<String>> =
-        super::settings::usable_groups(&ui.app.config, store.as_ref(), &team.spec.models).await?;
+        super::settings::usable_groups(&ui.app.router.groups(), store.as_ref(), &team.spec.models)
+            .await?;
+    let global_layer = ui.app.global_settings.current();
     let subject = Subject {
         level: Source::Team,
         own: team.spec.router_settings.as_ref(),
-        parents: vec![(Source::Global, &ui.app.config.router_settings)],
+        parents: vec![(Source::Global, &global_layer.merged)],
         usable: usable.clone(),
     };
-    let table = ui.app.router.groups();
-    let known = Known::live(&ui.app.config, &table);
+    let known = KnownTargets::live(&ui.app);
     let view = match &refused.settings {
         Some((d, s, e)) => subject.view(&known, d, Some(s), Some(e)),
         None => subject.view(
@@ -395,16 +397,17 @@ pub async fn save_settings(
     let store = store(&ui)?;
     let team = find(store.as_ref(), &id).await?;
     let usable =
-        super::settings::usable_groups(&ui.app.config, store.as_ref(), &team.spec.models).await?;
+        super::settings::usable_groups(&ui.app.router.groups(), store.as_ref(), &team.spec.models)
+            .await?;
+    let global_layer = ui.app.global_settings.current();
     let subject = Subject {
         level: Source::Team,
         own: team.spec.router_settings.as_ref(),
-        parents: vec![(Source::Global, &ui.app.config.router_settings)],
+        parents: vec![(Source::Global, &global_layer.merged)],
         usable,
     };
-    let table = ui.app.router.groups();
-    let known = Known::live(&ui.app.config, &table);
-    match subject.apply(&ui.app.config, &table, &known, &f) {
+    let known = KnownTargets::live(&ui.app);
+    match subject.apply(&known, &f) {
         Ok(own) => {
             let patch = TeamPatch {
                 router_settings: Some(own),
