@@ -11,7 +11,8 @@ use switchyard::store;
 
 use crate::harness::*;
 use crate::keys::{
-    admin_get, admin_post, chat, drop_schema, fixture, generate, stores, stores_with, MASTER,
+    admin_get, admin_post, chat, drop_schema, fixture, generate, import_body, stores, stores_with,
+    MASTER,
 };
 
 fn http() -> reqwest::Client {
@@ -1357,4 +1358,147 @@ async fn export_from_one_gateway_and_import_into_another_in_headless_chromium() 
     assert_eq!(chat(&target.gw, MASTER, "r").await, (200, "from r".into()));
     let reqs = r.received_requests().await.unwrap();
     assert_eq!(last_authorization(&reqs), "Bearer sk-bound-1");
+}
+
+/// The general fallback chain the key or team page shows for `group`: targets and source.
+fn page_chain(html: &str, group: &str) -> (Vec<String>, String) {
+    let kind = &html[html
+        .find(r#"id="kind-fallbacks""#)
+        .expect("general fallbacks")..];
+    let at = kind
+        .find(&format!(r#"<tr data-group="{group}">"#))
+        .unwrap_or_else(|| panic!("no row for group {group}"));
+    let row = &kind[at..at + kind[at..].find("</tr>").unwrap()];
+    let targets = row
+        .split(r#"<span class="target">"#)
+        .skip(1)
+        .map(|s| s.split('<').next().unwrap().to_string())
+        .collect();
+    let source = row
+        .split(r#"badge src-"#)
+        .nth(1)
+        .map(|s| s.split('"').next().unwrap().to_string())
+        .unwrap_or_default();
+    (targets, source)
+}
+
+/// What the key page lists under "May use".
+fn may_use(html: &str) -> String {
+    let at = html.find("<dt>May use</dt><dd>").expect("May use") + 20;
+    html[at..].split("</dd>").next().unwrap().to_string()
+}
+
+// Issue 8 (leftovers): the UI expands a key's models, resolves the global layer and checks
+// fallback targets exactly as requests and the admin API do, runtime state included: access
+// groups of runtime models, runtime global fallbacks and runtime global aliases.
+#[tokio::test]
+async fn key_and_team_pages_use_the_live_access_groups_global_layer_and_aliases() {
+    let (stores, pg) = stores().await;
+    for (backend, store) in stores {
+        let f = fixture(store).await;
+        let gw = &f.gw;
+        let s = sign_in(gw).await;
+        let (st, v) = admin_post(
+            gw,
+            "/model/new",
+            MASTER,
+            json!({"model_name": "c",
+                   "litellm_params": {"model": "openai/gpt-c", "api_base": format!("{}/v1", f.c.uri())},
+                   "model_info": {"id": "c2", "access_groups": ["ag-c"]}}),
+        )
+        .await;
+        assert_eq!(st, 200, "{backend}: {v}");
+        let key = generate(gw, json!({"key_alias": "ag", "models": ["a", "ag-c"]})).await;
+        let (st, v) = admin_post(
+            gw,
+            "/config/import",
+            MASTER,
+            import_body(json!({"router_settings": {
+                "fallbacks": [{"a": ["b"]}], "model_group_alias": {"fast": "b"}}})),
+        )
+        .await;
+        assert_eq!((st, &v["applied"]), (200, &json!(true)), "{backend}: {v}");
+        let (st, v) = admin_post(gw, "/team/new", MASTER, json!({"team_id": "t1"})).await;
+        assert_eq!(st, 200, "{backend}: {v}");
+
+        // The runtime access group opens c, as it does for requests.
+        let (_, info) = admin_get(gw, "/key/info?key_alias=ag", MASTER).await;
+        let id = info["info"]["public_id"].as_str().unwrap().to_string();
+        let (st, page) = s.get(&format!("/ui/keys/{id}")).await;
+        assert_eq!(st, 200, "{backend}");
+        assert_eq!(may_use(&page), "a, ag-c, c", "{backend}");
+        // The inherited chain is the runtime global one, as /key/info reports it.
+        assert_eq!(
+            info["effective_router_settings"]["fallbacks"],
+            json!({"value": [{"a": ["b"]}], "source": "global"}),
+            "{backend}"
+        );
+        assert_eq!(
+            page_chain(&page, "a"),
+            (vec!["b".to_string()], "global".to_string()),
+            "{backend}"
+        );
+        let (st, team_page) = s.get("/ui/teams/t1").await;
+        assert_eq!(st, 200, "{backend}");
+        assert_eq!(
+            page_chain(&team_page, "a"),
+            (vec!["b".to_string()], "global".to_string()),
+            "{backend}: the team page too"
+        );
+
+        // A fallback to c is the key's to use: saved, and a request follows it.
+        let settings = format!("/ui/keys/{id}/settings");
+        let (st, _, body) = s
+            .post(
+                &settings,
+                &[("fallbacks_json", r#"{"fallbacks":[{"a":["c"]}]}"#)],
+            )
+            .await;
+        assert_eq!(st, 303, "{backend}: {body}");
+        assert_eq!(
+            chat(gw, &key, "a").await,
+            (200, "from c".into()),
+            "{backend}"
+        );
+
+        // The runtime global alias is a known target for the API and the UI alike.
+        let (st, v) = admin_post(
+            gw,
+            "/key/update",
+            MASTER,
+            json!({"key": id, "router_settings": {"fallbacks": [{"a": ["fast"]}]}}),
+        )
+        .await;
+        assert_eq!(st, 200, "{backend}: {v}");
+        let (st, _, body) = s
+            .post(
+                &settings,
+                &[("fallbacks_json", r#"{"fallbacks":[{"a":["fast","c"]}]}"#)],
+            )
+            .await;
+        assert_eq!(st, 303, "{backend}: {body}");
+        let (st, _, body) = s
+            .post(
+                "/ui/teams/t1/settings",
+                &[("fallbacks_json", r#"{"fallbacks":[{"a":["fast"]}]}"#)],
+            )
+            .await;
+        assert_eq!(st, 303, "{backend}: {body}");
+        let (_, info) = admin_get(gw, "/key/info?key_alias=ag", MASTER).await;
+        assert_eq!(
+            info["effective_router_settings"]["fallbacks"],
+            json!({"value": [{"a": ["fast", "c"]}], "source": "key"}),
+            "{backend}"
+        );
+        // An unknown name is still refused, with nothing saved.
+        let (st, _, body) = s
+            .post(
+                &settings,
+                &[("fallbacks_json", r#"{"fallbacks":[{"a":["nope"]}]}"#)],
+            )
+            .await;
+        assert_eq!(st, 422, "{backend}");
+        assert!(body.contains("&quot;nope&quot;"), "{backend}");
+    }
+    drop_schema(pg).await;
 }
