@@ -15,13 +15,13 @@ use super::{
     bad, dollars, names, num, page, render, store, Admin, Flash, UiError, UiResult, UiState,
     PAGE_SIZE,
 };
+use crate::admin::keys::{self as keys_api, DeleteBody, GenerateBody, UpdateBody};
 use crate::admin::validate::KnownTargets;
 use crate::error::ApiError;
 use crate::keys::effective::Source;
 use crate::store::keys::{self as keygen, KeyPrefix, PublicId};
 use crate::store::{
-    self as st, parse_budget_duration, Actor, KeyFilter, KeyPatch, KeyRecord, KeySpec, KeyStatus,
-    Page, Store, Team, TeamFilter,
+    self as st, Actor, KeyFilter, KeyRecord, KeyStatus, Page, Store, Team, TeamFilter,
 };
 
 #[derive(Debug, Default, Deserialize)]
@@ -107,20 +107,6 @@ fn row(r: &KeyRecord, team: Option<&Team>) -> KeyRow {
     }
 }
 
-fn expiry(v: &str) -> Result<Option<DateTime<Utc>>, FieldError> {
-    match v.trim() {
-        "" => Ok(None),
-        v => parse_budget_duration(v)
-            .map(|d| Some(st::now() + d))
-            .ok_or_else(|| {
-                bad(
-                    "expires_in",
-                    format!("expiry must be a number and a unit (s, m, h, d, w, mo) such as 30d, not {v:?}"),
-                )
-            }),
-    }
-}
-
 async fn check_team(store: &dyn Store, team_id: &str) -> Result<Option<String>, UiError> {
     let t = team_id.trim();
     if t.is_empty() {
@@ -134,12 +120,20 @@ async fn check_team(store: &dyn Store, team_id: &str) -> Result<Option<String>, 
     }
 }
 
-/// A field error from a store/team check, or a `UiError` for anything else.
-fn field_of(e: UiError) -> Result<FieldError, UiError> {
-    match e.0.param.clone() {
-        Some(p) if e.0.status.is_client_error() => Ok(bad(&p, e.0.message)),
-        _ => Err(e),
+/// A refused form as an error next to its field: the admin logic names the field (its
+/// `duration` is the form's `expires_in`); a refusal naming none, such as a taken alias, goes
+/// next to the alias. Anything but a client error is a `UiError` page.
+fn field_of(e: impl Into<UiError>) -> Result<FieldError, UiError> {
+    let e = e.into();
+    if !e.0.status.is_client_error() {
+        return Err(e);
     }
+    let field = match e.0.param.as_deref() {
+        Some("duration") => "expires_in",
+        Some(p) => p,
+        None => "key_alias",
+    };
+    Ok(bad(field, e.0.message))
 }
 
 async fn team_options(store: &dyn Store) -> Result<Vec<(String, String)>, UiError> {
@@ -237,53 +231,47 @@ fn secret_page(admin: &Admin, rec: &KeyRecord, secret: &str, what: &str) -> Resp
 
 pub async fn create(State(ui): State<UiState>, admin: Admin, Form(f): Form<KeyForm>) -> UiResult {
     let store = store(&ui)?;
-    let spec = match build_spec(store.as_ref(), &f).await {
-        Ok(s) => s,
+    let created = match generate_body(store.as_ref(), &f).await {
+        Ok(b) => keys_api::generate_key(&ui.app, &Actor::master_key(), b)
+            .await
+            .map_err(UiError),
+        Err(e) => Err(e),
+    };
+    match created {
+        Ok((rec, minted)) => Ok(secret_page(
+            &admin,
+            &rec,
+            minted.key.expose_secret(),
+            "created",
+        )),
         Err(e) => {
             let fe = field_of(e)?;
-            return render_list(&ui, &admin, &ListQuery::default(), Some((&f, &fe))).await;
+            render_list(&ui, &admin, &ListQuery::default(), Some((&f, &fe))).await
         }
-    };
-    let minted = keygen::generate(&KeyPrefix::default());
-    let mut spec = spec;
-    spec.public_id = minted.public_id.clone();
-    spec.token_hash = minted.hash.clone();
-    let rec = match store.insert_key(&Actor::master_key(), &spec).await {
-        Ok(r) => r,
-        Err(e) => {
-            let fe = bad("key_alias", UiError::from(e).0.message);
-            return render_list(&ui, &admin, &ListQuery::default(), Some((&f, &fe))).await;
-        }
-    };
-    ui.app.key_cache.invalidate_all();
-    tracing::info!(public_id = %rec.spec.public_id, "key generated in the admin ui");
-    Ok(secret_page(
-        &admin,
-        &rec,
-        minted.key.expose_secret(),
-        "created",
-    ))
+    }
 }
 
-async fn build_spec(store: &dyn Store, f: &KeyForm) -> Result<KeySpec, UiError> {
+/// The create form as `/key/generate` takes it; expiry and the rest are checked there.
+async fn generate_body(store: &dyn Store, f: &KeyForm) -> Result<GenerateBody, UiError> {
     let fe = |e: FieldError| UiError(ApiError::bad_request(e.message).with_param(&e.field));
-    let placeholder = keygen::generate(&KeyPrefix::default());
-    let mut spec = KeySpec::new(placeholder.public_id, placeholder.hash);
     let alias = f.key_alias.trim();
-    spec.key_alias = (!alias.is_empty()).then(|| alias.to_string());
-    spec.team_id = check_team(store, &f.team_id).await?;
-    spec.models = names(&f.models);
-    spec.max_budget = dollars(&f.max_budget).map_err(fe)?;
-    spec.rpm_limit = num("rpm_limit", "requests per minute", &f.rpm_limit).map_err(fe)?;
-    spec.tpm_limit = num("tpm_limit", "tokens per minute", &f.tpm_limit).map_err(fe)?;
-    spec.max_parallel_requests = num(
-        "max_parallel_requests",
-        "parallel requests",
-        &f.max_parallel_requests,
-    )
-    .map_err(fe)?;
-    spec.expires_at = expiry(&f.expires_in).map_err(fe)?;
-    Ok(spec)
+    let expires = f.expires_in.trim();
+    Ok(GenerateBody {
+        key_alias: (!alias.is_empty()).then(|| alias.to_string()),
+        team_id: check_team(store, &f.team_id).await?,
+        models: names(&f.models),
+        max_budget: dollars(&f.max_budget).map_err(fe)?,
+        rpm_limit: num("rpm_limit", "requests per minute", &f.rpm_limit).map_err(fe)?,
+        tpm_limit: num("tpm_limit", "tokens per minute", &f.tpm_limit).map_err(fe)?,
+        max_parallel_requests: num(
+            "max_parallel_requests",
+            "parallel requests",
+            &f.max_parallel_requests,
+        )
+        .map_err(fe)?,
+        duration: (!expires.is_empty()).then(|| expires.to_string()),
+        ..Default::default()
+    })
 }
 
 async fn find(store: &dyn Store, id: &str) -> Result<KeyRecord, UiError> {
@@ -431,40 +419,38 @@ pub async fn edit(
 ) -> UiResult {
     let store = store(&ui)?;
     let rec = find(store.as_ref(), &id).await?;
-    let patch = match build_patch(store.as_ref(), &f).await {
-        Ok(p) => p,
-        Err(e) => {
-            let fe = field_of(e)?;
-            let refused = Refused {
-                edit: Some((f, fe)),
-                ..Default::default()
-            };
-            return render_detail(&ui, &admin, &rec, refused, None).await;
-        }
+    let saved = match update_body(store.as_ref(), &rec, &f).await {
+        Ok(b) => keys_api::update_key(&ui.app, &Actor::master_key(), b)
+            .await
+            .map_err(UiError),
+        Err(e) => Err(e),
     };
-    if let Err(e) = store
-        .update_key(&Actor::master_key(), &rec.spec.public_id, &patch)
-        .await
-    {
+    if let Err(e) = saved {
         let refused = Refused {
-            edit: Some((f, bad("key_alias", UiError::from(e).0.message))),
+            edit: Some((f, field_of(e)?)),
             ..Default::default()
         };
         return render_detail(&ui, &admin, &rec, refused, None).await;
     }
-    ui.app.key_cache.invalidate_all();
     Ok(Redirect::to(&format!("/ui/keys/{id}?done=saved")).into_response())
 }
 
-async fn build_patch(store: &dyn Store, f: &KeyForm) -> Result<KeyPatch, UiError> {
+/// The edit form as `/key/update` takes it: every form field is set (empty clears it), the
+/// expiry only when typed (`never` removes it).
+async fn update_body(
+    store: &dyn Store,
+    rec: &KeyRecord,
+    f: &KeyForm,
+) -> Result<UpdateBody, UiError> {
     let fe = |e: FieldError| UiError(ApiError::bad_request(e.message).with_param(&e.field));
     let alias = f.key_alias.trim();
-    let expires_at = match f.expires_in.trim() {
+    let duration = match f.expires_in.trim() {
         "" => None,
         "never" => Some(None),
-        v => Some(expiry(v).map_err(fe)?),
+        v => Some(Some(v.to_string())),
     };
-    Ok(KeyPatch {
+    Ok(UpdateBody {
+        key: rec.spec.public_id.as_str().to_string(),
         key_alias: Some((!alias.is_empty()).then(|| alias.to_string())),
         team_id: Some(check_team(store, &f.team_id).await?),
         models: Some(names(&f.models)),
@@ -479,7 +465,7 @@ async fn build_patch(store: &dyn Store, f: &KeyForm) -> Result<KeyPatch, UiError
             )
             .map_err(fe)?,
         ),
-        expires_at,
+        duration,
         ..Default::default()
     })
 }
@@ -513,14 +499,12 @@ pub async fn save_settings(
     let known = KnownTargets::live(&ui.app);
     match subject.apply(&known, &f) {
         Ok(own) => {
-            let patch = KeyPatch {
+            let body = UpdateBody {
+                key: rec.spec.public_id.as_str().to_string(),
                 router_settings: Some(own),
                 ..Default::default()
             };
-            store
-                .update_key(&Actor::master_key(), &rec.spec.public_id, &patch)
-                .await?;
-            ui.app.key_cache.invalidate_all();
+            keys_api::update_key(&ui.app, &Actor::master_key(), body).await?;
             tracing::info!(public_id = %rec.spec.public_id, "key router settings saved in the admin ui");
             Ok(Redirect::to(&format!("/ui/keys/{id}?done=saved#router-settings")).into_response())
         }
@@ -538,14 +522,13 @@ pub async fn save_settings(
 async fn set_blocked(ui: &UiState, id: &str, blocked: bool) -> UiResult {
     let store = store(ui)?;
     let rec = find(store.as_ref(), id).await?;
-    let patch = KeyPatch {
-        blocked: Some(blocked),
-        ..Default::default()
-    };
-    store
-        .update_key(&Actor::master_key(), &rec.spec.public_id, &patch)
-        .await?;
-    ui.app.key_cache.invalidate_all();
+    keys_api::set_key_blocked(
+        &ui.app,
+        &Actor::master_key(),
+        rec.spec.public_id.as_str(),
+        blocked,
+    )
+    .await?;
     let done = if blocked { "blocked" } else { "unblocked" };
     Ok(Redirect::to(&format!("/ui/keys/{id}?done={done}")).into_response())
 }
@@ -565,12 +548,9 @@ pub async fn regenerate(
 ) -> UiResult {
     let store = store(&ui)?;
     let rec = find(store.as_ref(), &id).await?;
-    let minted = keygen::regenerate(&KeyPrefix::default(), &rec.spec.public_id);
-    let rec = store
-        .regenerate_key(&Actor::master_key(), &rec.spec.public_id, &minted.hash)
-        .await?;
-    ui.app.key_cache.invalidate_all();
-    tracing::info!(public_id = %rec.spec.public_id, "key regenerated in the admin ui");
+    let (rec, minted) =
+        keys_api::regenerate_key(&ui.app, &Actor::master_key(), rec.spec.public_id.as_str())
+            .await?;
     Ok(secret_page(
         &admin,
         &rec,
@@ -582,13 +562,10 @@ pub async fn regenerate(
 pub async fn delete(State(ui): State<UiState>, _admin: Admin, Path(id): Path<String>) -> UiResult {
     let store = store(&ui)?;
     let rec = find(store.as_ref(), &id).await?;
-    store
-        .delete_keys(
-            &Actor::master_key(),
-            std::slice::from_ref(&rec.spec.public_id),
-        )
-        .await?;
-    ui.app.key_cache.invalidate_all();
-    tracing::info!(public_id = %rec.spec.public_id, "key deleted in the admin ui");
+    let body = DeleteBody {
+        keys: vec![rec.spec.public_id.as_str().to_string()],
+        ..Default::default()
+    };
+    keys_api::delete_keys(&ui.app, &Actor::master_key(), body).await?;
     Ok(Redirect::to("/ui/keys?done=deleted").into_response())
 }
