@@ -12,8 +12,7 @@ use tera::Context;
 
 use super::settings::{Draft, FieldError, ScalarForm, SettingsForm, Subject};
 use super::{
-    bad, dollars, names, num, page, render, store, Admin, Flash, UiError, UiResult, UiState,
-    PAGE_SIZE,
+    dollars, names, num, page, render, store, Admin, Flash, UiError, UiResult, UiState, PAGE_SIZE,
 };
 use crate::admin::keys::{self as keys_api, DeleteBody, GenerateBody, UpdateBody};
 use crate::admin::validate::KnownTargets;
@@ -120,20 +119,10 @@ async fn check_team(store: &dyn Store, team_id: &str) -> Result<Option<String>, 
     }
 }
 
-/// A refused form as an error next to its field: the admin logic names the field (its
-/// `duration` is the form's `expires_in`); a refusal naming none, such as a taken alias, goes
-/// next to the alias. Anything but a client error is a `UiError` page.
+/// A refused key form: the API's `duration` is the form's `expires_in`; a refusal naming no
+/// field (a taken alias) goes next to the alias.
 fn field_of(e: impl Into<UiError>) -> Result<FieldError, UiError> {
-    let e = e.into();
-    if !e.0.status.is_client_error() {
-        return Err(e);
-    }
-    let field = match e.0.param.as_deref() {
-        Some("duration") => "expires_in",
-        Some(p) => p,
-        None => "key_alias",
-    };
-    Ok(bad(field, e.0.message))
+    super::refused(e, &[("duration", "expires_in")], "key_alias")
 }
 
 async fn team_options(store: &dyn Store) -> Result<Vec<(String, String)>, UiError> {

@@ -1502,3 +1502,121 @@ async fn key_and_team_pages_use_the_live_access_groups_global_layer_and_aliases(
     }
     drop_schema(pg).await;
 }
+
+/// `(action, actor)` of the audit entries about `id`, oldest first.
+async fn audit_of(store: &dyn store::Store, id: &str) -> Vec<(String, String)> {
+    let filter = store::AuditFilter {
+        object_id: Some(id.into()),
+        ..Default::default()
+    };
+    let mut items = store
+        .audit_log(&filter, store::Page::new(1000, 0))
+        .await
+        .unwrap()
+        .items;
+    items.sort_by_key(|e| e.id);
+    items.into_iter().map(|e| (e.action, e.actor)).collect()
+}
+
+// Issue 8 (leftovers): the UI's key and team actions run the admin API's own logic, so the
+// same actions leave the same audit trail, by the same actor, and are refused the same way.
+#[tokio::test]
+async fn ui_key_and_team_actions_run_the_admin_api_logic() {
+    let (stores, pg) = stores().await;
+    for (backend, store) in stores {
+        let f = fixture(Arc::clone(&store)).await;
+        let gw = &f.gw;
+        let s = sign_in(gw).await;
+
+        // Keys: the same six actions through the API and through the UI.
+        generate(gw, json!({"key_alias": "by-api"})).await;
+        let (_, info) = admin_get(gw, "/key/info?key_alias=by-api", MASTER).await;
+        let api_id = info["info"]["public_id"].as_str().unwrap().to_string();
+        for (path, body) in [
+            ("/key/update", json!({"key": api_id, "rpm_limit": 5})),
+            ("/key/block", json!({"key": api_id})),
+            ("/key/unblock", json!({"key": api_id})),
+            ("/key/regenerate", json!({"key": api_id})),
+            ("/key/delete", json!({"keys": [api_id]})),
+        ] {
+            let (st, v) = admin_post(gw, path, MASTER, body).await;
+            assert_eq!(st, 200, "{backend} {path}: {v}");
+        }
+
+        // An expiry the API refuses is refused in the UI next to its field, nothing written.
+        let (st, _, html) = s
+            .post(
+                "/ui/keys",
+                &[("key_alias", "by-ui"), ("expires_in", "soon")],
+            )
+            .await;
+        assert_eq!(st, 422, "{backend}");
+        assert!(
+            html.contains(r#"id="e-expires_in""#) && html.contains("invalid duration"),
+            "{backend}"
+        );
+        let (st, _) = admin_get(gw, "/key/info?key_alias=by-ui", MASTER).await;
+        assert_eq!(st, 404, "{backend}: nothing saved");
+
+        let (st, _, _) = s
+            .post("/ui/keys", &[("key_alias", "by-ui"), ("expires_in", "30d")])
+            .await;
+        assert_eq!(st, 200, "{backend}");
+        let (_, info) = admin_get(gw, "/key/info?key_alias=by-ui", MASTER).await;
+        let ui_id = info["info"]["public_id"].as_str().unwrap().to_string();
+        assert!(info["info"]["expires"].is_string(), "{backend}: {info}");
+        // A taken alias: the API's 409, shown next to the alias, nothing saved.
+        let (st, _, html) = s
+            .post(&format!("/ui/keys/{ui_id}"), &[("key_alias", "taken")])
+            .await;
+        assert_eq!(st, 303, "{backend}: {html}");
+        generate(gw, json!({"key_alias": "other"})).await;
+        let (st, _, html) = s
+            .post(&format!("/ui/keys/{ui_id}"), &[("key_alias", "other")])
+            .await;
+        assert_eq!(st, 422, "{backend}");
+        assert!(html.contains(r#"id="e-key_alias""#), "{backend}");
+        let (_, info) = admin_get(gw, &format!("/key/info?key={ui_id}"), MASTER).await;
+        assert_eq!(info["info"]["key_alias"], "taken", "{backend}");
+        for action in ["block", "unblock", "regenerate", "delete"] {
+            let (st, _, _) = s.post(&format!("/ui/keys/{ui_id}/{action}"), &[]).await;
+            assert!(st == 200 || st == 303, "{backend} {action}: {st}");
+        }
+        let api_trail = audit_of(store.as_ref(), &api_id).await;
+        assert_eq!(api_trail.len(), 6, "{backend}: {api_trail:?}");
+        assert_eq!(
+            audit_of(store.as_ref(), &ui_id).await,
+            api_trail,
+            "{backend}: the same actions leave the same trail"
+        );
+
+        // Teams: create, edit, delete through the API and through the UI.
+        for (path, body) in [
+            ("/team/new", json!({"team_id": "t-api"})),
+            ("/team/update", json!({"team_id": "t-api", "rpm_limit": 5})),
+            ("/team/delete", json!({"team_ids": ["t-api"]})),
+        ] {
+            let (st, v) = admin_post(gw, path, MASTER, body).await;
+            assert_eq!(st, 200, "{backend} {path}: {v}");
+        }
+        let (st, _, _) = s.post("/ui/teams", &[("team_id", "t-ui")]).await;
+        assert_eq!(st, 303, "{backend}");
+        let (st, _, html) = s.post("/ui/teams", &[("team_id", "t-ui")]).await;
+        assert_eq!(st, 422, "{backend}: the API's conflict, in place");
+        assert!(html.contains(r#"id="e-team_id""#), "{backend}");
+        let (st, _, _) = s
+            .post("/ui/teams/t-ui", &[("team_id", "t-ui"), ("rpm_limit", "5")])
+            .await;
+        assert_eq!(st, 303, "{backend}");
+        let (st, _, _) = s.post("/ui/teams/t-ui/delete", &[]).await;
+        assert_eq!(st, 303, "{backend}");
+        let api_trail = audit_of(store.as_ref(), "t-api").await;
+        assert_eq!(api_trail.len(), 3, "{backend}: {api_trail:?}");
+        assert_eq!(
+            audit_of(store.as_ref(), "t-ui").await,
+            api_trail,
+            "{backend}"
+        );
+    }
+    drop_schema(pg).await;
+}
