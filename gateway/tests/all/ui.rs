@@ -1388,69 +1388,58 @@ fn may_use(html: &str) -> String {
     html[at..].split("</dd>").next().unwrap().to_string()
 }
 
-// Issue 8 (leftovers): the UI expands a key's models, resolves the global layer and checks
-// fallback targets exactly as requests and the admin API do, runtime state included: access
-// groups of runtime models, runtime global fallbacks and runtime global aliases.
+/// A gateway with runtime state the config file does not have: deployment `c2` of group `c`
+/// in access group `ag-c`, global fallbacks `a -> b` and global alias `fast -> b` (imported),
+/// key `ag` with models `a, ag-c`, and team `t1`. Returns the key's secret and public id.
+async fn runtime_state(gw: &Gateway, c: &wiremock::MockServer) -> (String, String) {
+    let (st, v) = admin_post(
+        gw,
+        "/model/new",
+        MASTER,
+        json!({"model_name": "c",
+               "litellm_params": {"model": "openai/gpt-c", "api_base": format!("{}/v1", c.uri())},
+               "model_info": {"id": "c2", "access_groups": ["ag-c"]}}),
+    )
+    .await;
+    assert_eq!(st, 200, "{v}");
+    let key = generate(gw, json!({"key_alias": "ag", "models": ["a", "ag-c"]})).await;
+    let (st, v) = admin_post(
+        gw,
+        "/config/import",
+        MASTER,
+        import_body(json!({"router_settings": {
+            "fallbacks": [{"a": ["b"]}], "model_group_alias": {"fast": "b"}}})),
+    )
+    .await;
+    assert_eq!((st, &v["applied"]), (200, &json!(true)), "{v}");
+    let (st, v) = admin_post(gw, "/team/new", MASTER, json!({"team_id": "t1"})).await;
+    assert_eq!(st, 200, "{v}");
+    let (_, info) = admin_get(gw, "/key/info?key_alias=ag", MASTER).await;
+    let id = info["info"]["public_id"].as_str().unwrap().to_string();
+    (key, id)
+}
+
+// Issue 8 (leftovers): the key page expands the key's models as requests do, so a runtime
+// deployment's access group opens its group on the page and in the editor's checks.
 #[tokio::test]
-async fn key_and_team_pages_use_the_live_access_groups_global_layer_and_aliases() {
+async fn key_page_expands_runtime_access_groups_as_requests_do() {
     let (stores, pg) = stores().await;
     for (backend, store) in stores {
         let f = fixture(store).await;
         let gw = &f.gw;
+        let (key, id) = runtime_state(gw, &f.c).await;
         let s = sign_in(gw).await;
-        let (st, v) = admin_post(
-            gw,
-            "/model/new",
-            MASTER,
-            json!({"model_name": "c",
-                   "litellm_params": {"model": "openai/gpt-c", "api_base": format!("{}/v1", f.c.uri())},
-                   "model_info": {"id": "c2", "access_groups": ["ag-c"]}}),
-        )
-        .await;
-        assert_eq!(st, 200, "{backend}: {v}");
-        let key = generate(gw, json!({"key_alias": "ag", "models": ["a", "ag-c"]})).await;
-        let (st, v) = admin_post(
-            gw,
-            "/config/import",
-            MASTER,
-            import_body(json!({"router_settings": {
-                "fallbacks": [{"a": ["b"]}], "model_group_alias": {"fast": "b"}}})),
-        )
-        .await;
-        assert_eq!((st, &v["applied"]), (200, &json!(true)), "{backend}: {v}");
-        let (st, v) = admin_post(gw, "/team/new", MASTER, json!({"team_id": "t1"})).await;
-        assert_eq!(st, 200, "{backend}: {v}");
-
-        // The runtime access group opens c, as it does for requests.
-        let (_, info) = admin_get(gw, "/key/info?key_alias=ag", MASTER).await;
-        let id = info["info"]["public_id"].as_str().unwrap().to_string();
         let (st, page) = s.get(&format!("/ui/keys/{id}")).await;
         assert_eq!(st, 200, "{backend}");
         assert_eq!(may_use(&page), "a, ag-c, c", "{backend}");
-        // The inherited chain is the runtime global one, as /key/info reports it.
-        assert_eq!(
-            info["effective_router_settings"]["fallbacks"],
-            json!({"value": [{"a": ["b"]}], "source": "global"}),
-            "{backend}"
+        assert!(
+            page.contains(r#"<tr data-group="c">"#),
+            "{backend}: a row for c"
         );
-        assert_eq!(
-            page_chain(&page, "a"),
-            (vec!["b".to_string()], "global".to_string()),
-            "{backend}"
-        );
-        let (st, team_page) = s.get("/ui/teams/t1").await;
-        assert_eq!(st, 200, "{backend}");
-        assert_eq!(
-            page_chain(&team_page, "a"),
-            (vec!["b".to_string()], "global".to_string()),
-            "{backend}: the team page too"
-        );
-
         // A fallback to c is the key's to use: saved, and a request follows it.
-        let settings = format!("/ui/keys/{id}/settings");
         let (st, _, body) = s
             .post(
-                &settings,
+                &format!("/ui/keys/{id}/settings"),
                 &[("fallbacks_json", r#"{"fallbacks":[{"a":["c"]}]}"#)],
             )
             .await;
@@ -1460,8 +1449,54 @@ async fn key_and_team_pages_use_the_live_access_groups_global_layer_and_aliases(
             (200, "from c".into()),
             "{backend}"
         );
+    }
+    drop_schema(pg).await;
+}
 
-        // The runtime global alias is a known target for the API and the UI alike.
+// Issue 8 (leftovers): the key and team pages inherit from the same global layer as
+// `/key/info`: the config file's settings with the runtime (imported) block over them.
+#[tokio::test]
+async fn key_and_team_pages_show_the_runtime_global_chain_as_key_info_does() {
+    let (stores, pg) = stores().await;
+    for (backend, store) in stores {
+        let f = fixture(store).await;
+        let gw = &f.gw;
+        let (_, id) = runtime_state(gw, &f.c).await;
+        let s = sign_in(gw).await;
+        let (_, info) = admin_get(gw, "/key/info?key_alias=ag", MASTER).await;
+        assert_eq!(
+            info["effective_router_settings"]["fallbacks"],
+            json!({"value": [{"a": ["b"]}], "source": "global"}),
+            "{backend}"
+        );
+        let (st, page) = s.get(&format!("/ui/keys/{id}")).await;
+        assert_eq!(st, 200, "{backend}");
+        assert_eq!(
+            page_chain(&page, "a"),
+            (vec!["b".to_string()], "global".to_string()),
+            "{backend}: the chain /key/info reports"
+        );
+        let (st, team_page) = s.get("/ui/teams/t1").await;
+        assert_eq!(st, 200, "{backend}");
+        assert_eq!(
+            page_chain(&team_page, "a"),
+            (vec!["b".to_string()], "global".to_string()),
+            "{backend}: the team page too"
+        );
+    }
+    drop_schema(pg).await;
+}
+
+// Issue 8 (leftovers): an alias of the live global layer (here imported at runtime) is a
+// known fallback target for the admin API and the UI alike; unknown names stay refused.
+#[tokio::test]
+async fn runtime_global_aliases_are_known_targets_for_the_api_and_the_ui() {
+    let (stores, pg) = stores().await;
+    for (backend, store) in stores {
+        let f = fixture(store).await;
+        let gw = &f.gw;
+        let (_, id) = runtime_state(gw, &f.c).await;
+        let s = sign_in(gw).await;
         let (st, v) = admin_post(
             gw,
             "/key/update",
@@ -1470,6 +1505,15 @@ async fn key_and_team_pages_use_the_live_access_groups_global_layer_and_aliases(
         )
         .await;
         assert_eq!(st, 200, "{backend}: {v}");
+        let (st, v) = admin_post(
+            gw,
+            "/team/update",
+            MASTER,
+            json!({"team_id": "t1", "router_settings": {"fallbacks": [{"a": ["fast"]}]}}),
+        )
+        .await;
+        assert_eq!(st, 200, "{backend}: {v}");
+        let settings = format!("/ui/keys/{id}/settings");
         let (st, _, body) = s
             .post(
                 &settings,
@@ -1480,7 +1524,7 @@ async fn key_and_team_pages_use_the_live_access_groups_global_layer_and_aliases(
         let (st, _, body) = s
             .post(
                 "/ui/teams/t1/settings",
-                &[("fallbacks_json", r#"{"fallbacks":[{"a":["fast"]}]}"#)],
+                &[("fallbacks_json", r#"{"fallbacks":[{"a":["b","fast"]}]}"#)],
             )
             .await;
         assert_eq!(st, 303, "{backend}: {body}");
@@ -1490,7 +1534,12 @@ async fn key_and_team_pages_use_the_live_access_groups_global_layer_and_aliases(
             json!({"value": [{"a": ["fast", "c"]}], "source": "key"}),
             "{backend}"
         );
-        // An unknown name is still refused, with nothing saved.
+        let (_, page) = s.get(&format!("/ui/keys/{id}")).await;
+        assert!(
+            page.contains(r#"<option value="fast">"#),
+            "{backend}: the editor offers the alias"
+        );
+        // An unknown name is still refused in place, with nothing saved.
         let (st, _, body) = s
             .post(
                 &settings,
@@ -1499,6 +1548,11 @@ async fn key_and_team_pages_use_the_live_access_groups_global_layer_and_aliases(
             .await;
         assert_eq!(st, 422, "{backend}");
         assert!(body.contains("&quot;nope&quot;"), "{backend}");
+        let (_, after) = admin_get(gw, "/key/info?key_alias=ag", MASTER).await;
+        assert_eq!(
+            after["effective_router_settings"], info["effective_router_settings"],
+            "{backend}"
+        );
     }
     drop_schema(pg).await;
 }
