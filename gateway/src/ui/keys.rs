@@ -106,17 +106,10 @@ fn row(r: &KeyRecord, team: Option<&Team>) -> KeyRow {
     }
 }
 
-async fn check_team(store: &dyn Store, team_id: &str) -> Result<Option<String>, UiError> {
-    let t = team_id.trim();
-    if t.is_empty() {
-        return Ok(None);
-    }
-    match store.team(t).await? {
-        Some(_) => Ok(Some(t.to_string())),
-        None => Err(UiError(
-            ApiError::bad_request(format!("there is no team {t:?}")).with_param("team_id"),
-        )),
-    }
+/// A form field's text, trimmed; empty = `None`.
+fn opt_text(v: &str) -> Option<String> {
+    let v = v.trim();
+    (!v.is_empty()).then(|| v.to_string())
 }
 
 /// A refused key form: the API's `duration` is the form's `expires_in`; a refusal naming no
@@ -219,8 +212,7 @@ fn secret_page(admin: &Admin, rec: &KeyRecord, secret: &str, what: &str) -> Resp
 }
 
 pub async fn create(State(ui): State<UiState>, admin: Admin, Form(f): Form<KeyForm>) -> UiResult {
-    let store = store(&ui)?;
-    let created = match generate_body(store.as_ref(), &f).await {
+    let created = match generate_body(&f) {
         Ok(b) => keys_api::generate_key(&ui.app, &Actor::master_key(), b)
             .await
             .map_err(UiError),
@@ -240,14 +232,13 @@ pub async fn create(State(ui): State<UiState>, admin: Admin, Form(f): Form<KeyFo
     }
 }
 
-/// The create form as `/key/generate` takes it; expiry and the rest are checked there.
-async fn generate_body(store: &dyn Store, f: &KeyForm) -> Result<GenerateBody, UiError> {
+/// The create form as `/key/generate` takes it; the team, the expiry and the rest are checked
+/// there.
+fn generate_body(f: &KeyForm) -> Result<GenerateBody, UiError> {
     let fe = |e: FieldError| UiError(ApiError::bad_request(e.message).with_param(&e.field));
-    let alias = f.key_alias.trim();
-    let expires = f.expires_in.trim();
     Ok(GenerateBody {
-        key_alias: (!alias.is_empty()).then(|| alias.to_string()),
-        team_id: check_team(store, &f.team_id).await?,
+        key_alias: opt_text(&f.key_alias),
+        team_id: opt_text(&f.team_id),
         models: names(&f.models),
         max_budget: dollars(&f.max_budget).map_err(fe)?,
         rpm_limit: num("rpm_limit", "requests per minute", &f.rpm_limit).map_err(fe)?,
@@ -258,7 +249,7 @@ async fn generate_body(store: &dyn Store, f: &KeyForm) -> Result<GenerateBody, U
             &f.max_parallel_requests,
         )
         .map_err(fe)?,
-        duration: (!expires.is_empty()).then(|| expires.to_string()),
+        duration: opt_text(&f.expires_in),
         ..Default::default()
     })
 }
@@ -408,7 +399,7 @@ pub async fn edit(
 ) -> UiResult {
     let store = store(&ui)?;
     let rec = find(store.as_ref(), &id).await?;
-    let saved = match update_body(store.as_ref(), &rec, &f).await {
+    let saved = match update_body(&rec, &f) {
         Ok(b) => keys_api::update_key(&ui.app, &Actor::master_key(), b)
             .await
             .map_err(UiError),
@@ -426,13 +417,8 @@ pub async fn edit(
 
 /// The edit form as `/key/update` takes it: every form field is set (empty clears it), the
 /// expiry only when typed (`never` removes it).
-async fn update_body(
-    store: &dyn Store,
-    rec: &KeyRecord,
-    f: &KeyForm,
-) -> Result<UpdateBody, UiError> {
+fn update_body(rec: &KeyRecord, f: &KeyForm) -> Result<UpdateBody, UiError> {
     let fe = |e: FieldError| UiError(ApiError::bad_request(e.message).with_param(&e.field));
-    let alias = f.key_alias.trim();
     let duration = match f.expires_in.trim() {
         "" => None,
         "never" => Some(None),
@@ -440,8 +426,8 @@ async fn update_body(
     };
     Ok(UpdateBody {
         key: rec.spec.public_id.as_str().to_string(),
-        key_alias: Some((!alias.is_empty()).then(|| alias.to_string())),
-        team_id: Some(check_team(store, &f.team_id).await?),
+        key_alias: Some(opt_text(&f.key_alias)),
+        team_id: Some(opt_text(&f.team_id)),
         models: Some(names(&f.models)),
         max_budget: Some(dollars(&f.max_budget).map_err(fe)?),
         rpm_limit: Some(num("rpm_limit", "requests per minute", &f.rpm_limit).map_err(fe)?),

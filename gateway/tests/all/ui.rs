@@ -1609,6 +1609,15 @@ async fn ui_key_and_team_actions_run_the_admin_api_logic() {
             html.contains(r#"id="e-expires_in""#) && html.contains("invalid duration"),
             "{backend}"
         );
+        // So is a team that does not exist (the store's check, as for /key/generate).
+        let (st, _, html) = s
+            .post("/ui/keys", &[("key_alias", "by-ui"), ("team_id", "t-none")])
+            .await;
+        assert_eq!(st, 422, "{backend}");
+        assert!(
+            html.contains(r#"id="e-team_id""#) && html.contains("t-none"),
+            "{backend}"
+        );
         let (st, _) = admin_get(gw, "/key/info?key_alias=by-ui", MASTER).await;
         assert_eq!(st, 404, "{backend}: nothing saved");
 
