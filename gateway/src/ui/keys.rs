@@ -2,6 +2,9 @@
 //! details, actions (edit, block, regenerate, delete) and the router settings editor. A new
 //! or regenerated key's secret is rendered once, on the response to that POST, and never again.
 
+use std::collections::BTreeSet;
+use std::sync::LazyLock;
+
 use axum::extract::{Path, Query, State};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::Form;
@@ -16,6 +19,7 @@ use super::{
 };
 use crate::admin::keys::{self as keys_api, DeleteBody, GenerateBody, UpdateBody};
 use crate::admin::validate::KnownTargets;
+use crate::config::RouterSettings;
 use crate::error::ApiError;
 use crate::keys::effective::Source;
 use crate::store::keys::{self as keygen, KeyPrefix, PublicId};
@@ -275,7 +279,7 @@ async fn subject_parts(
     ui: &UiState,
     store: &dyn Store,
     rec: &KeyRecord,
-) -> Result<(Option<Team>, Option<std::collections::BTreeSet<String>>), UiError> {
+) -> Result<(Option<Team>, Option<BTreeSet<String>>), UiError> {
     let team = match &rec.spec.team_id {
         Some(t) => store.team(t).await?,
         None => None,
@@ -291,6 +295,29 @@ async fn subject_parts(
     Ok((team, usable))
 }
 
+/// The key's settings as the editor sees them: its own layer over its team's (when it has a
+/// team) over `global`, the live global layer `/key/info` resolves with.
+fn key_subject<'a>(
+    rec: &'a KeyRecord,
+    team: Option<&'a Team>,
+    global: &'a RouterSettings,
+    usable: Option<BTreeSet<String>>,
+) -> Subject<'a> {
+    static NONE: LazyLock<RouterSettings> = LazyLock::new(RouterSettings::default);
+    let mut parents = Vec::new();
+    if let Some(t) = team {
+        let team_rs = t.spec.router_settings.as_ref().unwrap_or(&NONE);
+        parents.push((Source::Team, team_rs));
+    }
+    parents.push((Source::Global, global));
+    Subject {
+        level: Source::Key,
+        own: rec.spec.router_settings.as_ref(),
+        parents,
+        usable,
+    }
+}
+
 async fn render_detail(
     ui: &UiState,
     admin: &Admin,
@@ -300,25 +327,8 @@ async fn render_detail(
 ) -> UiResult {
     let store = store(ui)?;
     let (team, usable) = subject_parts(ui, store.as_ref(), rec).await?;
-    let empty = crate::config::RouterSettings::default();
-    // The same global layer as `/key/info`: the config file's with the runtime block over it.
-    let global_layer = ui.app.global_settings.current();
-    let global = &global_layer.merged;
-    let team_rs = team
-        .as_ref()
-        .and_then(|t| t.spec.router_settings.as_ref())
-        .unwrap_or(&empty);
-    let mut parents = Vec::new();
-    if team.is_some() {
-        parents.push((Source::Team, team_rs));
-    }
-    parents.push((Source::Global, global));
-    let subject = Subject {
-        level: Source::Key,
-        own: rec.spec.router_settings.as_ref(),
-        parents,
-        usable: usable.clone(),
-    };
+    let global = ui.app.global_settings.current();
+    let subject = key_subject(rec, team.as_ref(), &global.merged, usable.clone());
     let known = KnownTargets::live(&ui.app);
     let view = match &refused.settings {
         Some((draft, scalars, err)) => subject.view(&known, draft, Some(scalars), Some(err)),
@@ -454,23 +464,8 @@ pub async fn save_settings(
     let store = store(&ui)?;
     let rec = find(store.as_ref(), &id).await?;
     let (team, usable) = subject_parts(&ui, store.as_ref(), &rec).await?;
-    let empty = crate::config::RouterSettings::default();
-    let global_layer = ui.app.global_settings.current();
-    let team_rs = team
-        .as_ref()
-        .and_then(|t| t.spec.router_settings.as_ref())
-        .unwrap_or(&empty);
-    let mut parents = Vec::new();
-    if team.is_some() {
-        parents.push((Source::Team, team_rs));
-    }
-    parents.push((Source::Global, &global_layer.merged));
-    let subject = Subject {
-        level: Source::Key,
-        own: rec.spec.router_settings.as_ref(),
-        parents,
-        usable,
-    };
+    let global = ui.app.global_settings.current();
+    let subject = key_subject(&rec, team.as_ref(), &global.merged, usable);
     let known = KnownTargets::live(&ui.app);
     match subject.apply(&known, &f) {
         Ok(own) => {
