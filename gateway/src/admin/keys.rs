@@ -16,86 +16,86 @@ use super::{body, double, query_error, store, validate};
 use crate::config::RouterSettings;
 use crate::error::ApiError;
 use crate::keys::virtual_key::resolve_settings;
-use crate::store::keys::{self as keygen, KeyPrefix, PublicId, TokenHash};
+use crate::store::keys::{self as keygen, GeneratedKey, KeyPrefix, PublicId, TokenHash};
 use crate::store::{
     self as st, parse_budget_duration, Actor, JsonObject, KeyFilter, KeyPatch, KeyRecord, KeySpec,
     Page, Store, Usd,
 };
 use crate::AppState;
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct GenerateBody {
     #[serde(default)]
-    key_alias: Option<String>,
+    pub key_alias: Option<String>,
     #[serde(default)]
-    models: Vec<String>,
+    pub models: Vec<String>,
     #[serde(default)]
-    team_id: Option<String>,
+    pub team_id: Option<String>,
     #[serde(default)]
-    user_id: Option<String>,
+    pub user_id: Option<String>,
     #[serde(default)]
-    max_budget: Option<Usd>,
+    pub max_budget: Option<Usd>,
     #[serde(default)]
-    soft_budget: Option<Usd>,
+    pub soft_budget: Option<Usd>,
     #[serde(default)]
-    budget_duration: Option<String>,
+    pub budget_duration: Option<String>,
     #[serde(default)]
-    rpm_limit: Option<u64>,
+    pub rpm_limit: Option<u64>,
     #[serde(default)]
-    tpm_limit: Option<u64>,
+    pub tpm_limit: Option<u64>,
     #[serde(default)]
-    max_parallel_requests: Option<u64>,
+    pub max_parallel_requests: Option<u64>,
     #[serde(default)]
-    duration: Option<String>,
+    pub duration: Option<String>,
     #[serde(default)]
-    metadata: JsonObject,
+    pub metadata: JsonObject,
     #[serde(default)]
-    tags: Vec<String>,
+    pub tags: Vec<String>,
     #[serde(default)]
-    aliases: BTreeMap<String, String>,
+    pub aliases: BTreeMap<String, String>,
     #[serde(default)]
-    router_settings: Option<RouterSettings>,
+    pub router_settings: Option<RouterSettings>,
     #[serde(default)]
-    blocked: bool,
+    pub blocked: bool,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateBody {
-    key: String,
+    pub key: String,
     #[serde(default, deserialize_with = "double")]
-    key_alias: Option<Option<String>>,
+    pub key_alias: Option<Option<String>>,
     #[serde(default)]
-    models: Option<Vec<String>>,
+    pub models: Option<Vec<String>>,
     #[serde(default, deserialize_with = "double")]
-    team_id: Option<Option<String>>,
+    pub team_id: Option<Option<String>>,
     #[serde(default, deserialize_with = "double")]
-    user_id: Option<Option<String>>,
+    pub user_id: Option<Option<String>>,
     #[serde(default, deserialize_with = "double")]
-    max_budget: Option<Option<Usd>>,
+    pub max_budget: Option<Option<Usd>>,
     #[serde(default, deserialize_with = "double")]
-    soft_budget: Option<Option<Usd>>,
+    pub soft_budget: Option<Option<Usd>>,
     #[serde(default, deserialize_with = "double")]
-    budget_duration: Option<Option<String>>,
+    pub budget_duration: Option<Option<String>>,
     #[serde(default, deserialize_with = "double")]
-    rpm_limit: Option<Option<u64>>,
+    pub rpm_limit: Option<Option<u64>>,
     #[serde(default, deserialize_with = "double")]
-    tpm_limit: Option<Option<u64>>,
+    pub tpm_limit: Option<Option<u64>>,
     #[serde(default, deserialize_with = "double")]
-    max_parallel_requests: Option<Option<u64>>,
+    pub max_parallel_requests: Option<Option<u64>>,
     #[serde(default, deserialize_with = "double")]
-    duration: Option<Option<String>>,
+    pub duration: Option<Option<String>>,
     #[serde(default)]
-    metadata: Option<JsonObject>,
+    pub metadata: Option<JsonObject>,
     #[serde(default)]
-    tags: Option<Vec<String>>,
+    pub tags: Option<Vec<String>>,
     #[serde(default)]
-    aliases: Option<BTreeMap<String, String>>,
+    pub aliases: Option<BTreeMap<String, String>>,
     #[serde(default, deserialize_with = "double")]
-    router_settings: Option<Option<RouterSettings>>,
+    pub router_settings: Option<Option<RouterSettings>>,
     #[serde(default)]
-    blocked: Option<bool>,
+    pub blocked: Option<bool>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -104,13 +104,13 @@ pub struct KeyRef {
     key: String,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DeleteBody {
     #[serde(default)]
-    keys: Vec<String>,
+    pub keys: Vec<String>,
     #[serde(default)]
-    key_aliases: Vec<String>,
+    pub key_aliases: Vec<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -197,12 +197,31 @@ pub async fn generate(
     State(state): State<AppState>,
     bytes: Bytes,
 ) -> Result<Json<Value>, ApiError> {
-    let store = store(&state)?;
-    let b: GenerateBody = body(&bytes)?;
-    if let Some(rs) = &b.router_settings {
-        validate::router_settings(&state.config, &state.router.groups(), rs)?;
+    let (rec, key) = generate_key(&state, &Actor::master_key(), body(&bytes)?).await?;
+    Ok(Json(with_secret(view(&rec), &key)))
+}
+
+/// The view with the new secret: generate and regenerate responses only.
+fn with_secret(mut v: Value, key: &GeneratedKey) -> Value {
+    if let Some(o) = v.as_object_mut() {
+        o.insert("key".into(), json!(key.key.expose_secret()));
     }
-    validate::key_aliases(&state.config, &state.router.groups(), &b.aliases)?;
+    v
+}
+
+/// Creates a key (`/key/generate` and the UI): settings and aliases checked against what the
+/// gateway serves, written with an audit entry by `actor`, in force from the next request.
+/// The secret is in the returned [`GeneratedKey`] only.
+pub(crate) async fn generate_key(
+    state: &AppState,
+    actor: &Actor,
+    b: GenerateBody,
+) -> Result<(KeyRecord, GeneratedKey), ApiError> {
+    let store = store(state)?;
+    if let Some(rs) = &b.router_settings {
+        validate::router_settings(state, rs)?;
+    }
+    validate::key_aliases(state, &b.aliases)?;
     let minted = keygen::generate(&KeyPrefix::default());
     let mut spec = KeySpec::new(minted.public_id.clone(), minted.hash.clone());
     spec.key_alias = b.key_alias;
@@ -221,24 +240,30 @@ pub async fn generate(
     spec.aliases = b.aliases;
     spec.router_settings = b.router_settings;
     spec.blocked = b.blocked;
-    let rec = store.insert_key(&Actor::master_key(), &spec).await?;
+    let rec = store.insert_key(actor, &spec).await?;
     state.key_cache.invalidate_all();
-    tracing::info!(public_id = %rec.spec.public_id, "key generated");
-    let mut v = view(&rec);
-    if let Some(o) = v.as_object_mut() {
-        o.insert("key".into(), json!(minted.key.expose_secret()));
-    }
-    Ok(Json(v))
+    tracing::info!(public_id = %rec.spec.public_id, %actor, "key generated");
+    Ok((rec, minted))
 }
 
 pub async fn update(State(state): State<AppState>, bytes: Bytes) -> Result<Json<Value>, ApiError> {
-    let store = store(&state)?;
-    let b: UpdateBody = body(&bytes)?;
+    let rec = update_key(&state, &Actor::master_key(), body(&bytes)?).await?;
+    Ok(Json(view(&rec)))
+}
+
+/// Changes a key (`/key/update` and the UI): absent fields are kept, `null` clears; checked
+/// like [`generate_key`], audited as `actor`.
+pub(crate) async fn update_key(
+    state: &AppState,
+    actor: &Actor,
+    b: UpdateBody,
+) -> Result<KeyRecord, ApiError> {
+    let store = store(state)?;
     if let Some(Some(rs)) = &b.router_settings {
-        validate::router_settings(&state.config, &state.router.groups(), rs)?;
+        validate::router_settings(state, rs)?;
     }
     if let Some(a) = &b.aliases {
-        validate::key_aliases(&state.config, &state.router.groups(), a)?;
+        validate::key_aliases(state, a)?;
     }
     let rec = find(store.as_ref(), &b.key).await?;
     let expires_at = match b.duration {
@@ -264,16 +289,25 @@ pub async fn update(State(state): State<AppState>, bytes: Bytes) -> Result<Json<
         router_settings: b.router_settings,
         blocked: b.blocked,
     };
-    let rec = store
-        .update_key(&Actor::master_key(), &rec.spec.public_id, &patch)
-        .await?;
+    let rec = store.update_key(actor, &rec.spec.public_id, &patch).await?;
     state.key_cache.invalidate_all();
-    Ok(Json(view(&rec)))
+    Ok(rec)
 }
 
 pub async fn delete(State(state): State<AppState>, bytes: Bytes) -> Result<Json<Value>, ApiError> {
-    let store = store(&state)?;
-    let b: DeleteBody = body(&bytes)?;
+    let deleted = delete_keys(&state, &Actor::master_key(), body(&bytes)?).await?;
+    let ids: Vec<&str> = deleted.iter().map(|r| r.spec.public_id.as_str()).collect();
+    Ok(Json(json!({"deleted_keys": ids})))
+}
+
+/// Deletes keys named by key (or hash, or public id) and by alias (`/key/delete` and the UI):
+/// all found first, then deleted together, audited as `actor`.
+pub(crate) async fn delete_keys(
+    state: &AppState,
+    actor: &Actor,
+    b: DeleteBody,
+) -> Result<Vec<KeyRecord>, ApiError> {
+    let store = store(state)?;
     if b.keys.is_empty() && b.key_aliases.is_empty() {
         return Err(
             ApiError::bad_request("name the keys to delete in keys or key_aliases")
@@ -289,10 +323,10 @@ pub async fn delete(State(state): State<AppState>, bytes: Bytes) -> Result<Json<
     }
     ids.sort();
     ids.dedup();
-    let deleted = store.delete_keys(&Actor::master_key(), &ids).await?;
+    let deleted = store.delete_keys(actor, &ids).await?;
     state.key_cache.invalidate_all();
-    let ids: Vec<&str> = deleted.iter().map(|r| r.spec.public_id.as_str()).collect();
-    Ok(Json(json!({"deleted_keys": ids})))
+    tracing::info!(count = deleted.len(), %actor, "keys deleted");
+    Ok(deleted)
 }
 
 pub async fn info(
@@ -353,34 +387,50 @@ pub async fn regenerate(
     State(state): State<AppState>,
     bytes: Bytes,
 ) -> Result<Json<Value>, ApiError> {
-    let store = store(&state)?;
     let b: KeyRef = body(&bytes)?;
-    let rec = find(store.as_ref(), &b.key).await?;
-    let minted = keygen::regenerate(&KeyPrefix::default(), &rec.spec.public_id);
-    let rec = store
-        .regenerate_key(&Actor::master_key(), &rec.spec.public_id, &minted.hash)
-        .await?;
-    state.key_cache.invalidate_all();
-    tracing::info!(public_id = %rec.spec.public_id, "key regenerated");
-    let mut v = view(&rec);
-    if let Some(o) = v.as_object_mut() {
-        o.insert("key".into(), json!(minted.key.expose_secret()));
-    }
-    Ok(Json(v))
+    let (rec, key) = regenerate_key(&state, &Actor::master_key(), &b.key).await?;
+    Ok(Json(with_secret(view(&rec), &key)))
 }
 
-async fn set_blocked(state: &AppState, bytes: &Bytes, blocked: bool) -> Result<Value, ApiError> {
+/// Mints a new secret for a key (`/key/regenerate` and the UI); the old one stops working
+/// on the next request. The secret is in the returned [`GeneratedKey`] only.
+pub(crate) async fn regenerate_key(
+    state: &AppState,
+    actor: &Actor,
+    key: &str,
+) -> Result<(KeyRecord, GeneratedKey), ApiError> {
     let store = store(state)?;
-    let b: KeyRef = body(bytes)?;
-    let rec = find(store.as_ref(), &b.key).await?;
+    let rec = find(store.as_ref(), key).await?;
+    let minted = keygen::regenerate(&KeyPrefix::default(), &rec.spec.public_id);
+    let rec = store
+        .regenerate_key(actor, &rec.spec.public_id, &minted.hash)
+        .await?;
+    state.key_cache.invalidate_all();
+    tracing::info!(public_id = %rec.spec.public_id, %actor, "key regenerated");
+    Ok((rec, minted))
+}
+
+/// Blocks or unblocks a key (`/key/block`, `/key/unblock` and the UI), audited as `actor`.
+pub(crate) async fn set_key_blocked(
+    state: &AppState,
+    actor: &Actor,
+    key: &str,
+    blocked: bool,
+) -> Result<KeyRecord, ApiError> {
+    let store = store(state)?;
+    let rec = find(store.as_ref(), key).await?;
     let patch = KeyPatch {
         blocked: Some(blocked),
         ..Default::default()
     };
-    let rec = store
-        .update_key(&Actor::master_key(), &rec.spec.public_id, &patch)
-        .await?;
+    let rec = store.update_key(actor, &rec.spec.public_id, &patch).await?;
     state.key_cache.invalidate_all();
+    Ok(rec)
+}
+
+async fn set_blocked(state: &AppState, bytes: &Bytes, blocked: bool) -> Result<Value, ApiError> {
+    let b: KeyRef = body(bytes)?;
+    let rec = set_key_blocked(state, &Actor::master_key(), &b.key, blocked).await?;
     Ok(view(&rec))
 }
 

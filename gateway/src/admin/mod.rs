@@ -4,11 +4,11 @@
 
 mod budgets;
 mod credentials;
-mod keys;
+pub(crate) mod keys;
 pub mod models;
 mod organizations;
 mod state;
-mod teams;
+pub(crate) mod teams;
 mod users;
 pub(crate) mod validate;
 

@@ -16,81 +16,81 @@ use crate::store::{
 };
 use crate::AppState;
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct NewBody {
     #[serde(default)]
-    team_id: Option<String>,
+    pub team_id: Option<String>,
     #[serde(default)]
-    team_alias: Option<String>,
+    pub team_alias: Option<String>,
     #[serde(default)]
-    organization_id: Option<String>,
+    pub organization_id: Option<String>,
     #[serde(default)]
-    models: Vec<String>,
+    pub models: Vec<String>,
     #[serde(default)]
-    max_budget: Option<Usd>,
+    pub max_budget: Option<Usd>,
     #[serde(default)]
-    soft_budget: Option<Usd>,
+    pub soft_budget: Option<Usd>,
     #[serde(default)]
-    budget_duration: Option<String>,
+    pub budget_duration: Option<String>,
     #[serde(default)]
-    rpm_limit: Option<u64>,
+    pub rpm_limit: Option<u64>,
     #[serde(default)]
-    tpm_limit: Option<u64>,
+    pub tpm_limit: Option<u64>,
     #[serde(default)]
-    max_parallel_requests: Option<u64>,
+    pub max_parallel_requests: Option<u64>,
     #[serde(default)]
-    router_settings: Option<RouterSettings>,
+    pub router_settings: Option<RouterSettings>,
     #[serde(default)]
-    metadata: JsonObject,
+    pub metadata: JsonObject,
     #[serde(default)]
-    blocked: bool,
+    pub blocked: bool,
     #[serde(default, alias = "members")]
-    members_with_roles: Vec<MemberBody>,
+    pub members_with_roles: Vec<MemberBody>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct MemberBody {
-    user_id: String,
+    pub user_id: String,
     #[serde(default)]
-    role: TeamRole,
+    pub role: TeamRole,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateBody {
-    team_id: String,
+    pub team_id: String,
     #[serde(default, deserialize_with = "double")]
-    team_alias: Option<Option<String>>,
+    pub team_alias: Option<Option<String>>,
     #[serde(default, deserialize_with = "double")]
-    organization_id: Option<Option<String>>,
+    pub organization_id: Option<Option<String>>,
     #[serde(default)]
-    models: Option<Vec<String>>,
+    pub models: Option<Vec<String>>,
     #[serde(default, deserialize_with = "double")]
-    max_budget: Option<Option<Usd>>,
+    pub max_budget: Option<Option<Usd>>,
     #[serde(default, deserialize_with = "double")]
-    soft_budget: Option<Option<Usd>>,
+    pub soft_budget: Option<Option<Usd>>,
     #[serde(default, deserialize_with = "double")]
-    budget_duration: Option<Option<String>>,
+    pub budget_duration: Option<Option<String>>,
     #[serde(default, deserialize_with = "double")]
-    rpm_limit: Option<Option<u64>>,
+    pub rpm_limit: Option<Option<u64>>,
     #[serde(default, deserialize_with = "double")]
-    tpm_limit: Option<Option<u64>>,
+    pub tpm_limit: Option<Option<u64>>,
     #[serde(default, deserialize_with = "double")]
-    max_parallel_requests: Option<Option<u64>>,
+    pub max_parallel_requests: Option<Option<u64>>,
     #[serde(default, deserialize_with = "double")]
-    router_settings: Option<Option<RouterSettings>>,
+    pub router_settings: Option<Option<RouterSettings>>,
     #[serde(default)]
-    metadata: Option<JsonObject>,
+    pub metadata: Option<JsonObject>,
     #[serde(default)]
-    blocked: Option<bool>,
+    pub blocked: Option<bool>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DeleteBody {
-    team_ids: Vec<String>,
+    pub team_ids: Vec<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -154,10 +154,21 @@ async fn find(store: &dyn Store, id: &str) -> Result<Team, ApiError> {
 }
 
 pub async fn create(State(state): State<AppState>, bytes: Bytes) -> Result<Json<Value>, ApiError> {
-    let store = store(&state)?;
-    let b: NewBody = body(&bytes)?;
+    let team = create_team(&state, &Actor::master_key(), body(&bytes)?).await?;
+    Ok(Json(view(&team)))
+}
+
+/// Creates a team (`/team/new` and the UI): router settings checked against what the gateway
+/// serves, members that are not users yet created with it in one transaction, audited as
+/// `actor`.
+pub(crate) async fn create_team(
+    state: &AppState,
+    actor: &Actor,
+    b: NewBody,
+) -> Result<Team, ApiError> {
+    let store = store(state)?;
     if let Some(rs) = &b.router_settings {
-        validate::router_settings(&state.config, &state.router.groups(), rs)?;
+        validate::router_settings(state, rs)?;
     }
     let members: Vec<TeamMember> = b
         .members_with_roles
@@ -182,19 +193,26 @@ pub async fn create(State(state): State<AppState>, bytes: Bytes) -> Result<Json<
         blocked: b.blocked,
         members,
     };
-    // Members that are not users yet are created with the team, in one transaction.
-    let team = store
-        .create_team_and_users(&Actor::master_key(), &spec)
-        .await?;
+    let team = store.create_team_and_users(actor, &spec).await?;
     state.key_cache.invalidate_all();
-    Ok(Json(view(&team)))
+    Ok(team)
 }
 
 pub async fn update(State(state): State<AppState>, bytes: Bytes) -> Result<Json<Value>, ApiError> {
-    let store = store(&state)?;
-    let b: UpdateBody = body(&bytes)?;
+    let team = update_team(&state, &Actor::master_key(), body(&bytes)?).await?;
+    Ok(Json(view(&team)))
+}
+
+/// Changes a team (`/team/update` and the UI): absent fields are kept, `null` clears;
+/// audited as `actor`, in force for the team's keys from the next request.
+pub(crate) async fn update_team(
+    state: &AppState,
+    actor: &Actor,
+    b: UpdateBody,
+) -> Result<Team, ApiError> {
+    let store = store(state)?;
     if let Some(Some(rs)) = &b.router_settings {
-        validate::router_settings(&state.config, &state.router.groups(), rs)?;
+        validate::router_settings(state, rs)?;
     }
     let patch = TeamPatch {
         team_alias: b.team_alias,
@@ -211,31 +229,33 @@ pub async fn update(State(state): State<AppState>, bytes: Bytes) -> Result<Json<
         blocked: b.blocked,
         members: None,
     };
-    let team = store
-        .update_team(&Actor::master_key(), &b.team_id, &patch)
-        .await?;
+    let team = store.update_team(actor, &b.team_id, &patch).await?;
     state.key_cache.invalidate_all();
-    Ok(Json(view(&team)))
+    Ok(team)
 }
 
 pub async fn delete(State(state): State<AppState>, bytes: Bytes) -> Result<Json<Value>, ApiError> {
-    let store = store(&state)?;
-    let b: DeleteBody = body(&bytes)?;
+    let deleted = delete_teams(&state, &Actor::master_key(), body(&bytes)?).await?;
+    Ok(Json(json!({"deleted_teams": deleted})))
+}
+
+/// Deletes teams (`/team/delete` and the UI): every id must exist before any is deleted;
+/// audited as `actor`. Returns the deleted ids.
+pub(crate) async fn delete_teams(
+    state: &AppState,
+    actor: &Actor,
+    b: DeleteBody,
+) -> Result<Vec<String>, ApiError> {
+    let store = store(state)?;
     for id in &b.team_ids {
         find(store.as_ref(), id).await?;
     }
     let mut deleted = Vec::new();
     for id in &b.team_ids {
-        deleted.push(
-            store
-                .delete_team(&Actor::master_key(), id)
-                .await?
-                .spec
-                .team_id,
-        );
+        deleted.push(store.delete_team(actor, id).await?.spec.team_id);
     }
     state.key_cache.invalidate_all();
-    Ok(Json(json!({"deleted_teams": deleted})))
+    Ok(deleted)
 }
 
 pub async fn info(

@@ -6,48 +6,61 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use crate::config::{Config, FallbackRule, RouterSettings};
 use crate::error::ApiError;
-use crate::router::groups::ModelGroups;
+use crate::AppState;
 
-/// Every name a fallback or alias may point at: model groups, deployment ids and the
-/// config's global model group aliases.
+/// Every name a fallback or alias may point at: model groups, deployment ids (with their
+/// group) and the global model group aliases. The admin API, the admin UI and imports check
+/// against this; the UI also lists it in the fallback editor.
 #[derive(Clone, Debug, Default)]
 pub struct KnownTargets {
     pub groups: BTreeSet<String>,
-    pub deployments: BTreeSet<String>,
-    pub config_aliases: BTreeSet<String>,
+    /// Deployment id → its model group.
+    pub deployments: BTreeMap<String, String>,
+    pub aliases: BTreeSet<String>,
+}
+
+fn alias_names(rs: &RouterSettings) -> BTreeSet<String> {
+    rs.model_group_alias
+        .iter()
+        .flat_map(|m| m.keys().cloned())
+        .collect()
 }
 
 impl KnownTargets {
-    /// What the config file serves.
+    /// What the config file serves, with its global aliases.
     pub fn of(config: &Config) -> Self {
         let groups = config.group_names().into_iter().map(String::from).collect();
         let deployments = config
             .model_list
             .iter()
-            .map(|d| d.id.0.clone())
-            .chain(config.unserved.iter().map(|u| u.id.0.clone()))
-            .collect();
-        let config_aliases = config
-            .router_settings
-            .model_group_alias
-            .iter()
-            .flat_map(|m| m.keys().cloned())
+            .map(|d| (d.id.0.clone(), d.model_name.clone()))
+            .chain(
+                config
+                    .unserved
+                    .iter()
+                    .map(|u| (u.id.0.clone(), u.model_name.clone())),
+            )
             .collect();
         KnownTargets {
             groups,
             deployments,
-            config_aliases,
+            aliases: alias_names(&config.router_settings),
         }
     }
 
-    /// What the gateway serves now: the live routing table (config and runtime models) plus
-    /// the config file's unserved deployments and global aliases.
-    pub fn live(config: &Config, table: &ModelGroups) -> Self {
-        let mut known = KnownTargets::of(config);
+    /// What the gateway serves now: the live routing table (config and runtime models), the
+    /// config file's unserved deployments, and the aliases of the live global layer (the
+    /// config file's `router_settings` with the runtime block over them).
+    pub fn live(state: &AppState) -> Self {
+        let mut known = KnownTargets::of(&state.config);
+        let table = state.router.groups();
         known.groups.extend(table.names().map(String::from));
-        known
-            .deployments
-            .extend(table.deployments().map(|d| d.id().0.clone()));
+        known.deployments.extend(
+            table
+                .deployments()
+                .map(|d| (d.id().0.clone(), d.deployment.model_name.clone())),
+        );
+        known.aliases = alias_names(&state.global_settings.current().merged);
         known
     }
 
@@ -55,9 +68,17 @@ impl KnownTargets {
     pub fn with_models<'a>(mut self, models: impl IntoIterator<Item = (&'a str, &'a str)>) -> Self {
         for (group, id) in models {
             self.groups.insert(group.to_owned());
-            self.deployments.insert(id.to_owned());
+            self.deployments.insert(id.to_owned(), group.to_owned());
         }
         self
+    }
+
+    /// Every name, sorted and once each.
+    pub fn all(&self) -> Vec<String> {
+        let mut v: BTreeSet<&String> = self.groups.iter().collect();
+        v.extend(self.deployments.keys());
+        v.extend(self.aliases.iter());
+        v.into_iter().cloned().collect()
     }
 }
 
@@ -70,13 +91,10 @@ fn unknown(field: &str, name: &str, groups: &BTreeSet<String>) -> ApiError {
     .with_param(field)
 }
 
-/// Refuses `settings` (of a key or team) naming unknown groups or forming a fallback cycle.
-pub fn router_settings(
-    config: &Config,
-    table: &ModelGroups,
-    settings: &RouterSettings,
-) -> Result<(), ApiError> {
-    router_settings_known(&KnownTargets::live(config, table), settings)
+/// Refuses `settings` (of a key or team) naming unknown groups or forming a fallback cycle,
+/// against what the gateway serves now ([`KnownTargets::live`]).
+pub fn router_settings(state: &AppState, settings: &RouterSettings) -> Result<(), ApiError> {
+    router_settings_known(&KnownTargets::live(state), settings)
 }
 
 /// [`router_settings`] against an explicit set of targets (an import adds runtime models).
@@ -89,9 +107,10 @@ pub fn router_settings_known(
         .model_group_alias
         .iter()
         .flat_map(|m| m.keys().map(String::as_str))
-        .chain(known.config_aliases.iter().map(String::as_str))
+        .chain(known.aliases.iter().map(String::as_str))
         .collect();
-    let is_known = |n: &str| groups.contains(n) || deployments.contains(n) || aliases.contains(n);
+    let is_known =
+        |n: &str| groups.contains(n) || deployments.contains_key(n) || aliases.contains(n);
     let lists: [(&str, &Option<Vec<FallbackRule>>); 3] = [
         ("router_settings.fallbacks", &settings.fallbacks),
         (
@@ -143,12 +162,8 @@ pub fn router_settings_known(
 }
 
 /// A key's `aliases` map must point at known groups.
-pub fn key_aliases(
-    config: &Config,
-    table: &ModelGroups,
-    aliases: &BTreeMap<String, String>,
-) -> Result<(), ApiError> {
-    key_aliases_known(&KnownTargets::live(config, table), aliases)
+pub fn key_aliases(state: &AppState, aliases: &BTreeMap<String, String>) -> Result<(), ApiError> {
+    key_aliases_known(&KnownTargets::live(state), aliases)
 }
 
 /// [`key_aliases`] against an explicit set of targets.

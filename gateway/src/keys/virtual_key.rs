@@ -4,7 +4,7 @@
 //! config file's and the runtime deployments) and the store's access groups; a table swap
 //! clears the key cache (`admin::models::load`), so the next request sees the new table.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::HashSet;
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -19,8 +19,9 @@ use super::effective::{EffectiveRouterSettings, Source};
 use super::global::GlobalRouterSettings;
 use super::limits::{Limiters, PARALLEL_RETRY_AFTER};
 use super::spend::{key_subject, team_subject, Ledger};
-use crate::config::{Config, RouterSettings};
+use crate::config::RouterSettings;
 use crate::error::ApiError;
+use crate::router::groups::ModelGroups;
 use crate::router::ModelRouter;
 use crate::store::{self, KeySpec, KeyStatus, Store, StoreError, Team};
 
@@ -93,7 +94,9 @@ impl VirtualKeyAuth {
                 .map(|t| t.spec.models.clone())
                 .unwrap_or_default()
         };
-        let allowed_groups = self.expand(&models).await?;
+        let allowed_groups = expand_models(&self.router.groups(), self.store.as_ref(), &models)
+            .await?
+            .map(Arc::new);
         let spec = &record.spec;
         let key = KeyContext {
             public_id: spec.public_id.as_str().to_string(),
@@ -221,25 +224,31 @@ impl VirtualKeyAuth {
             }
         }
     }
+}
 
-    /// Model names (groups or access groups) → allowed groups; `None` = every group.
-    async fn expand(&self, models: &[String]) -> Result<Option<Arc<HashSet<String>>>, StoreError> {
-        if models.is_empty() || models.iter().any(|m| m == ALL_MODELS) {
-            return Ok(None);
-        }
-        let table = self.router.groups();
-        let mut out = HashSet::new();
-        for m in models {
-            out.insert(m.clone());
-            if let Some(groups) = table.access_group(m) {
-                out.extend(groups.iter().cloned());
-            }
-            if let Some(ag) = self.store.access_group(m).await? {
-                out.extend(ag.models);
-            }
-        }
-        Ok(Some(Arc::new(out)))
+/// Model names (groups, access groups, `all-proxy-models`) → the groups they allow; `None` =
+/// every group. Access groups come from the live routing table (the config file's and the
+/// runtime deployments' `model_info.access_groups`) and the store. The request path and the
+/// admin UI both use this, so the UI shows exactly what a request may use.
+pub async fn expand_models(
+    table: &ModelGroups,
+    store: &dyn Store,
+    models: &[String],
+) -> Result<Option<HashSet<String>>, StoreError> {
+    if models.is_empty() || models.iter().any(|m| m == ALL_MODELS) {
+        return Ok(None);
     }
+    let mut out = HashSet::new();
+    for m in models {
+        out.insert(m.clone());
+        if let Some(groups) = table.access_group(m) {
+            out.extend(groups.iter().cloned());
+        }
+        if let Some(ag) = store.access_group(m).await? {
+            out.extend(ag.models);
+        }
+    }
+    Ok(Some(out))
 }
 
 /// The key's effective router settings: Key > Team > Global, field by field.
@@ -258,20 +267,6 @@ pub fn resolve_settings(
         (Source::Team, team_rs),
         (Source::Global, global),
     ])
-}
-
-/// Config `model_info.access_groups`, inverted: access group → model groups.
-pub fn config_access_groups(config: &Config) -> BTreeMap<String, Vec<String>> {
-    let mut m: BTreeMap<String, Vec<String>> = BTreeMap::new();
-    for d in &config.model_list {
-        for g in &d.info.access_groups {
-            let v = m.entry(g.clone()).or_default();
-            if !v.contains(&d.model_name) {
-                v.push(d.model_name.clone());
-            }
-        }
-    }
-    m
 }
 
 type AuthContextGuard = Option<Arc<super::limits::ParallelGuard>>;

@@ -2,6 +2,9 @@
 //! details, actions (edit, block, regenerate, delete) and the router settings editor. A new
 //! or regenerated key's secret is rendered once, on the response to that POST, and never again.
 
+use std::collections::BTreeSet;
+use std::sync::LazyLock;
+
 use axum::extract::{Path, Query, State};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::Form;
@@ -10,17 +13,18 @@ use secrecy::ExposeSecret;
 use serde::{Deserialize, Serialize};
 use tera::Context;
 
-use super::settings::{Draft, FieldError, Known, ScalarForm, SettingsForm, Subject};
+use super::settings::{Draft, FieldError, ScalarForm, SettingsForm, Subject};
 use super::{
-    bad, dollars, names, num, page, render, store, Admin, Flash, UiError, UiResult, UiState,
-    PAGE_SIZE,
+    dollars, names, num, page, render, store, Admin, Flash, UiError, UiResult, UiState, PAGE_SIZE,
 };
+use crate::admin::keys::{self as keys_api, DeleteBody, GenerateBody, UpdateBody};
+use crate::admin::validate::KnownTargets;
+use crate::config::RouterSettings;
 use crate::error::ApiError;
 use crate::keys::effective::Source;
 use crate::store::keys::{self as keygen, KeyPrefix, PublicId};
 use crate::store::{
-    self as st, parse_budget_duration, Actor, KeyFilter, KeyPatch, KeyRecord, KeySpec, KeyStatus,
-    Page, Store, Team, TeamFilter,
+    self as st, Actor, KeyFilter, KeyRecord, KeyStatus, Page, Store, Team, TeamFilter,
 };
 
 #[derive(Debug, Default, Deserialize)]
@@ -106,39 +110,16 @@ fn row(r: &KeyRecord, team: Option<&Team>) -> KeyRow {
     }
 }
 
-fn expiry(v: &str) -> Result<Option<DateTime<Utc>>, FieldError> {
-    match v.trim() {
-        "" => Ok(None),
-        v => parse_budget_duration(v)
-            .map(|d| Some(st::now() + d))
-            .ok_or_else(|| {
-                bad(
-                    "expires_in",
-                    format!("expiry must be a number and a unit (s, m, h, d, w, mo) such as 30d, not {v:?}"),
-                )
-            }),
-    }
+/// A form field's text, trimmed; empty = `None`.
+fn opt_text(v: &str) -> Option<String> {
+    let v = v.trim();
+    (!v.is_empty()).then(|| v.to_string())
 }
 
-async fn check_team(store: &dyn Store, team_id: &str) -> Result<Option<String>, UiError> {
-    let t = team_id.trim();
-    if t.is_empty() {
-        return Ok(None);
-    }
-    match store.team(t).await? {
-        Some(_) => Ok(Some(t.to_string())),
-        None => Err(UiError(
-            ApiError::bad_request(format!("there is no team {t:?}")).with_param("team_id"),
-        )),
-    }
-}
-
-/// A field error from a store/team check, or a `UiError` for anything else.
-fn field_of(e: UiError) -> Result<FieldError, UiError> {
-    match e.0.param.clone() {
-        Some(p) if e.0.status.is_client_error() => Ok(bad(&p, e.0.message)),
-        _ => Err(e),
-    }
+/// A refused key form: the API's `duration` is the form's `expires_in`; a refusal naming no
+/// field (a taken alias) goes next to the alias.
+fn field_of(e: impl Into<UiError>) -> Result<FieldError, UiError> {
+    super::refused(e, &[("duration", "expires_in")], "key_alias")
 }
 
 async fn team_options(store: &dyn Store) -> Result<Vec<(String, String)>, UiError> {
@@ -235,54 +216,46 @@ fn secret_page(admin: &Admin, rec: &KeyRecord, secret: &str, what: &str) -> Resp
 }
 
 pub async fn create(State(ui): State<UiState>, admin: Admin, Form(f): Form<KeyForm>) -> UiResult {
-    let store = store(&ui)?;
-    let spec = match build_spec(store.as_ref(), &f).await {
-        Ok(s) => s,
+    let created = match generate_body(&f) {
+        Ok(b) => keys_api::generate_key(&ui.app, &Actor::master_key(), b)
+            .await
+            .map_err(UiError),
+        Err(e) => Err(e),
+    };
+    match created {
+        Ok((rec, minted)) => Ok(secret_page(
+            &admin,
+            &rec,
+            minted.key.expose_secret(),
+            "created",
+        )),
         Err(e) => {
             let fe = field_of(e)?;
-            return render_list(&ui, &admin, &ListQuery::default(), Some((&f, &fe))).await;
+            render_list(&ui, &admin, &ListQuery::default(), Some((&f, &fe))).await
         }
-    };
-    let minted = keygen::generate(&KeyPrefix::default());
-    let mut spec = spec;
-    spec.public_id = minted.public_id.clone();
-    spec.token_hash = minted.hash.clone();
-    let rec = match store.insert_key(&Actor::master_key(), &spec).await {
-        Ok(r) => r,
-        Err(e) => {
-            let fe = bad("key_alias", UiError::from(e).0.message);
-            return render_list(&ui, &admin, &ListQuery::default(), Some((&f, &fe))).await;
-        }
-    };
-    ui.app.key_cache.invalidate_all();
-    tracing::info!(public_id = %rec.spec.public_id, "key generated in the admin ui");
-    Ok(secret_page(
-        &admin,
-        &rec,
-        minted.key.expose_secret(),
-        "created",
-    ))
+    }
 }
 
-async fn build_spec(store: &dyn Store, f: &KeyForm) -> Result<KeySpec, UiError> {
+/// The create form as `/key/generate` takes it; the team, the expiry and the rest are checked
+/// there.
+fn generate_body(f: &KeyForm) -> Result<GenerateBody, UiError> {
     let fe = |e: FieldError| UiError(ApiError::bad_request(e.message).with_param(&e.field));
-    let placeholder = keygen::generate(&KeyPrefix::default());
-    let mut spec = KeySpec::new(placeholder.public_id, placeholder.hash);
-    let alias = f.key_alias.trim();
-    spec.key_alias = (!alias.is_empty()).then(|| alias.to_string());
-    spec.team_id = check_team(store, &f.team_id).await?;
-    spec.models = names(&f.models);
-    spec.max_budget = dollars(&f.max_budget).map_err(fe)?;
-    spec.rpm_limit = num("rpm_limit", "requests per minute", &f.rpm_limit).map_err(fe)?;
-    spec.tpm_limit = num("tpm_limit", "tokens per minute", &f.tpm_limit).map_err(fe)?;
-    spec.max_parallel_requests = num(
-        "max_parallel_requests",
-        "parallel requests",
-        &f.max_parallel_requests,
-    )
-    .map_err(fe)?;
-    spec.expires_at = expiry(&f.expires_in).map_err(fe)?;
-    Ok(spec)
+    Ok(GenerateBody {
+        key_alias: opt_text(&f.key_alias),
+        team_id: opt_text(&f.team_id),
+        models: names(&f.models),
+        max_budget: dollars(&f.max_budget).map_err(fe)?,
+        rpm_limit: num("rpm_limit", "requests per minute", &f.rpm_limit).map_err(fe)?,
+        tpm_limit: num("tpm_limit", "tokens per minute", &f.tpm_limit).map_err(fe)?,
+        max_parallel_requests: num(
+            "max_parallel_requests",
+            "parallel requests",
+            &f.max_parallel_requests,
+        )
+        .map_err(fe)?,
+        duration: opt_text(&f.expires_in),
+        ..Default::default()
+    })
 }
 
 async fn find(store: &dyn Store, id: &str) -> Result<KeyRecord, UiError> {
@@ -306,7 +279,7 @@ async fn subject_parts(
     ui: &UiState,
     store: &dyn Store,
     rec: &KeyRecord,
-) -> Result<(Option<Team>, Option<std::collections::BTreeSet<String>>), UiError> {
+) -> Result<(Option<Team>, Option<BTreeSet<String>>), UiError> {
     let team = match &rec.spec.team_id {
         Some(t) => store.team(t).await?,
         None => None,
@@ -318,8 +291,31 @@ async fn subject_parts(
             .map(|t| t.spec.models.clone())
             .unwrap_or_default()
     };
-    let usable = super::settings::usable_groups(&ui.app.config, store, &models).await?;
+    let usable = super::settings::usable_groups(&ui.app.router.groups(), store, &models).await?;
     Ok((team, usable))
+}
+
+/// The key's settings as the editor sees them: its own layer over its team's (when it has a
+/// team) over `global`, the live global layer `/key/info` resolves with.
+fn key_subject<'a>(
+    rec: &'a KeyRecord,
+    team: Option<&'a Team>,
+    global: &'a RouterSettings,
+    usable: Option<BTreeSet<String>>,
+) -> Subject<'a> {
+    static NONE: LazyLock<RouterSettings> = LazyLock::new(RouterSettings::default);
+    let mut parents = Vec::new();
+    if let Some(t) = team {
+        let team_rs = t.spec.router_settings.as_ref().unwrap_or(&NONE);
+        parents.push((Source::Team, team_rs));
+    }
+    parents.push((Source::Global, global));
+    Subject {
+        level: Source::Key,
+        own: rec.spec.router_settings.as_ref(),
+        parents,
+        usable,
+    }
 }
 
 async fn render_detail(
@@ -331,25 +327,9 @@ async fn render_detail(
 ) -> UiResult {
     let store = store(ui)?;
     let (team, usable) = subject_parts(ui, store.as_ref(), rec).await?;
-    let empty = crate::config::RouterSettings::default();
-    let global = &ui.app.config.router_settings;
-    let team_rs = team
-        .as_ref()
-        .and_then(|t| t.spec.router_settings.as_ref())
-        .unwrap_or(&empty);
-    let mut parents = Vec::new();
-    if team.is_some() {
-        parents.push((Source::Team, team_rs));
-    }
-    parents.push((Source::Global, global));
-    let subject = Subject {
-        level: Source::Key,
-        own: rec.spec.router_settings.as_ref(),
-        parents,
-        usable: usable.clone(),
-    };
-    let table = ui.app.router.groups();
-    let known = Known::live(&ui.app.config, &table);
+    let global = ui.app.global_settings.current();
+    let subject = key_subject(rec, team.as_ref(), &global.merged, usable.clone());
+    let known = KnownTargets::live(&ui.app);
     let view = match &refused.settings {
         Some((draft, scalars, err)) => subject.view(&known, draft, Some(scalars), Some(err)),
         None => subject.view(
@@ -429,42 +409,35 @@ pub async fn edit(
 ) -> UiResult {
     let store = store(&ui)?;
     let rec = find(store.as_ref(), &id).await?;
-    let patch = match build_patch(store.as_ref(), &f).await {
-        Ok(p) => p,
-        Err(e) => {
-            let fe = field_of(e)?;
-            let refused = Refused {
-                edit: Some((f, fe)),
-                ..Default::default()
-            };
-            return render_detail(&ui, &admin, &rec, refused, None).await;
-        }
+    let saved = match update_body(&rec, &f) {
+        Ok(b) => keys_api::update_key(&ui.app, &Actor::master_key(), b)
+            .await
+            .map_err(UiError),
+        Err(e) => Err(e),
     };
-    if let Err(e) = store
-        .update_key(&Actor::master_key(), &rec.spec.public_id, &patch)
-        .await
-    {
+    if let Err(e) = saved {
         let refused = Refused {
-            edit: Some((f, bad("key_alias", UiError::from(e).0.message))),
+            edit: Some((f, field_of(e)?)),
             ..Default::default()
         };
         return render_detail(&ui, &admin, &rec, refused, None).await;
     }
-    ui.app.key_cache.invalidate_all();
     Ok(Redirect::to(&format!("/ui/keys/{id}?done=saved")).into_response())
 }
 
-async fn build_patch(store: &dyn Store, f: &KeyForm) -> Result<KeyPatch, UiError> {
+/// The edit form as `/key/update` takes it: every form field is set (empty clears it), the
+/// expiry only when typed (`never` removes it).
+fn update_body(rec: &KeyRecord, f: &KeyForm) -> Result<UpdateBody, UiError> {
     let fe = |e: FieldError| UiError(ApiError::bad_request(e.message).with_param(&e.field));
-    let alias = f.key_alias.trim();
-    let expires_at = match f.expires_in.trim() {
+    let duration = match f.expires_in.trim() {
         "" => None,
         "never" => Some(None),
-        v => Some(expiry(v).map_err(fe)?),
+        v => Some(Some(v.to_string())),
     };
-    Ok(KeyPatch {
-        key_alias: Some((!alias.is_empty()).then(|| alias.to_string())),
-        team_id: Some(check_team(store, &f.team_id).await?),
+    Ok(UpdateBody {
+        key: rec.spec.public_id.as_str().to_string(),
+        key_alias: Some(opt_text(&f.key_alias)),
+        team_id: Some(opt_text(&f.team_id)),
         models: Some(names(&f.models)),
         max_budget: Some(dollars(&f.max_budget).map_err(fe)?),
         rpm_limit: Some(num("rpm_limit", "requests per minute", &f.rpm_limit).map_err(fe)?),
@@ -477,7 +450,7 @@ async fn build_patch(store: &dyn Store, f: &KeyForm) -> Result<KeyPatch, UiError
             )
             .map_err(fe)?,
         ),
-        expires_at,
+        duration,
         ..Default::default()
     })
 }
@@ -491,34 +464,17 @@ pub async fn save_settings(
     let store = store(&ui)?;
     let rec = find(store.as_ref(), &id).await?;
     let (team, usable) = subject_parts(&ui, store.as_ref(), &rec).await?;
-    let empty = crate::config::RouterSettings::default();
-    let team_rs = team
-        .as_ref()
-        .and_then(|t| t.spec.router_settings.as_ref())
-        .unwrap_or(&empty);
-    let mut parents = Vec::new();
-    if team.is_some() {
-        parents.push((Source::Team, team_rs));
-    }
-    parents.push((Source::Global, &ui.app.config.router_settings));
-    let subject = Subject {
-        level: Source::Key,
-        own: rec.spec.router_settings.as_ref(),
-        parents,
-        usable,
-    };
-    let table = ui.app.router.groups();
-    let known = Known::live(&ui.app.config, &table);
-    match subject.apply(&ui.app.config, &table, &known, &f) {
+    let global = ui.app.global_settings.current();
+    let subject = key_subject(&rec, team.as_ref(), &global.merged, usable);
+    let known = KnownTargets::live(&ui.app);
+    match subject.apply(&known, &f) {
         Ok(own) => {
-            let patch = KeyPatch {
+            let body = UpdateBody {
+                key: rec.spec.public_id.as_str().to_string(),
                 router_settings: Some(own),
                 ..Default::default()
             };
-            store
-                .update_key(&Actor::master_key(), &rec.spec.public_id, &patch)
-                .await?;
-            ui.app.key_cache.invalidate_all();
+            keys_api::update_key(&ui.app, &Actor::master_key(), body).await?;
             tracing::info!(public_id = %rec.spec.public_id, "key router settings saved in the admin ui");
             Ok(Redirect::to(&format!("/ui/keys/{id}?done=saved#router-settings")).into_response())
         }
@@ -536,14 +492,13 @@ pub async fn save_settings(
 async fn set_blocked(ui: &UiState, id: &str, blocked: bool) -> UiResult {
     let store = store(ui)?;
     let rec = find(store.as_ref(), id).await?;
-    let patch = KeyPatch {
-        blocked: Some(blocked),
-        ..Default::default()
-    };
-    store
-        .update_key(&Actor::master_key(), &rec.spec.public_id, &patch)
-        .await?;
-    ui.app.key_cache.invalidate_all();
+    keys_api::set_key_blocked(
+        &ui.app,
+        &Actor::master_key(),
+        rec.spec.public_id.as_str(),
+        blocked,
+    )
+    .await?;
     let done = if blocked { "blocked" } else { "unblocked" };
     Ok(Redirect::to(&format!("/ui/keys/{id}?done={done}")).into_response())
 }
@@ -563,12 +518,9 @@ pub async fn regenerate(
 ) -> UiResult {
     let store = store(&ui)?;
     let rec = find(store.as_ref(), &id).await?;
-    let minted = keygen::regenerate(&KeyPrefix::default(), &rec.spec.public_id);
-    let rec = store
-        .regenerate_key(&Actor::master_key(), &rec.spec.public_id, &minted.hash)
-        .await?;
-    ui.app.key_cache.invalidate_all();
-    tracing::info!(public_id = %rec.spec.public_id, "key regenerated in the admin ui");
+    let (rec, minted) =
+        keys_api::regenerate_key(&ui.app, &Actor::master_key(), rec.spec.public_id.as_str())
+            .await?;
     Ok(secret_page(
         &admin,
         &rec,
@@ -580,13 +532,10 @@ pub async fn regenerate(
 pub async fn delete(State(ui): State<UiState>, _admin: Admin, Path(id): Path<String>) -> UiResult {
     let store = store(&ui)?;
     let rec = find(store.as_ref(), &id).await?;
-    store
-        .delete_keys(
-            &Actor::master_key(),
-            std::slice::from_ref(&rec.spec.public_id),
-        )
-        .await?;
-    ui.app.key_cache.invalidate_all();
-    tracing::info!(public_id = %rec.spec.public_id, "key deleted in the admin ui");
+    let body = DeleteBody {
+        keys: vec![rec.spec.public_id.as_str().to_string()],
+        ..Default::default()
+    };
+    keys_api::delete_keys(&ui.app, &Actor::master_key(), body).await?;
     Ok(Redirect::to("/ui/keys?done=deleted").into_response())
 }

@@ -470,6 +470,28 @@ pub fn bad(field: &str, message: impl Into<String>) -> FieldError {
     }
 }
 
+/// A refused form as an error next to its field: the admin logic names the field in `param`
+/// (`rename` maps API names to form names); a refusal naming none, such as a conflict, goes
+/// next to `default`. Anything but a client error is a `UiError` page.
+pub fn refused(
+    e: impl Into<UiError>,
+    rename: &[(&str, &str)],
+    default: &str,
+) -> Result<FieldError, UiError> {
+    let e = e.into();
+    if !e.0.status.is_client_error() {
+        return Err(e);
+    }
+    let field = match e.0.param.as_deref() {
+        Some(p) => rename
+            .iter()
+            .find(|(api, _)| *api == p)
+            .map_or(p, |(_, form)| *form),
+        None => default,
+    };
+    Ok(bad(field, e.0.message))
+}
+
 /// An optional whole number from a form field: empty = `None`.
 pub fn num(field: &str, label: &str, v: &str) -> Result<Option<u64>, FieldError> {
     match v.trim() {

@@ -3,15 +3,15 @@
 //! (the "draft"), and the server-side check of a submitted draft. Resolution itself is
 //! `keys::effective`; name and cycle checks are `admin::validate`.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::admin::validate;
-use crate::config::{Config, FallbackRule, RouterSettings, RoutingStrategy, Seconds};
+use crate::admin::validate::{self, KnownTargets};
+use crate::config::{FallbackRule, RouterSettings, RoutingStrategy, Seconds};
 use crate::keys::effective::{EffectiveRouterSettings, Source, Sourced};
-use crate::keys::virtual_key::{config_access_groups, ALL_MODELS};
+use crate::keys::virtual_key::expand_models;
 use crate::router::groups::ModelGroups;
 use crate::store::Store;
 
@@ -166,85 +166,15 @@ pub struct Subject<'a> {
     pub usable: Option<BTreeSet<String>>,
 }
 
-/// Names a fallback may point at: model groups, deployment ids (with their group), aliases.
-pub struct Known {
-    pub groups: BTreeSet<String>,
-    pub deployments: BTreeMap<String, String>,
-    pub aliases: BTreeSet<String>,
-}
-
-impl Known {
-    /// What the gateway serves now: the config file's deployments (unserved ones included)
-    /// and aliases, plus the live routing table's runtime models.
-    pub fn live(config: &Config, table: &ModelGroups) -> Known {
-        let mut known = Known::of(config);
-        known.groups.extend(table.names().map(String::from));
-        known.deployments.extend(
-            table
-                .deployments()
-                .map(|d| (d.id().0.clone(), d.deployment.model_name.clone())),
-        );
-        known
-    }
-
-    fn of(config: &Config) -> Known {
-        Known {
-            groups: config.group_names().into_iter().map(String::from).collect(),
-            deployments: config
-                .model_list
-                .iter()
-                .map(|d| (d.id.0.clone(), d.model_name.clone()))
-                .chain(
-                    config
-                        .unserved
-                        .iter()
-                        .map(|u| (u.id.0.clone(), u.model_name.clone())),
-                )
-                .collect(),
-            aliases: config
-                .router_settings
-                .model_group_alias
-                .iter()
-                .flat_map(|m| m.keys().cloned())
-                .collect(),
-        }
-    }
-
-    fn all(&self) -> Vec<String> {
-        let mut v: Vec<String> = self
-            .groups
-            .iter()
-            .chain(self.deployments.keys())
-            .chain(self.aliases.iter())
-            .cloned()
-            .collect();
-        v.sort();
-        v.dedup();
-        v
-    }
-}
-
-/// Model names (groups, access groups, `all-proxy-models`) → the groups they allow.
+/// The groups `models` allow (`None` = every group), as the request path expands them.
 pub async fn usable_groups(
-    config: &Config,
+    table: &ModelGroups,
     store: &dyn Store,
     models: &[String],
 ) -> Result<Option<BTreeSet<String>>, crate::store::StoreError> {
-    if models.is_empty() || models.iter().any(|m| m == ALL_MODELS) {
-        return Ok(None);
-    }
-    let config_groups = config_access_groups(config);
-    let mut out = BTreeSet::new();
-    for m in models {
-        out.insert(m.clone());
-        if let Some(g) = config_groups.get(m) {
-            out.extend(g.iter().cloned());
-        }
-        if let Some(ag) = store.access_group(m).await? {
-            out.extend(ag.models);
-        }
-    }
-    Ok(Some(out))
+    Ok(expand_models(table, store, models)
+        .await?
+        .map(|s| s.into_iter().collect()))
 }
 
 #[derive(Debug, Serialize)]
@@ -367,7 +297,7 @@ impl Subject<'_> {
     }
 
     /// Groups shown as rows: the usable ones among the known groups.
-    fn rows(&self, known: &Known) -> Vec<String> {
+    fn rows(&self, known: &KnownTargets) -> Vec<String> {
         known
             .groups
             .iter()
@@ -380,7 +310,7 @@ impl Subject<'_> {
     /// (the saved own layer, or a refused submission to show again).
     pub fn view(
         &self,
-        known: &Known,
+        known: &KnownTargets,
         draft: &Draft,
         scalars: Option<&ScalarForm>,
         error: Option<&FieldError>,
@@ -564,9 +494,7 @@ impl Subject<'_> {
     /// the submitted draft with the first problem found. Nothing is saved here.
     pub fn apply(
         &self,
-        config: &Config,
-        table: &ModelGroups,
-        known: &Known,
+        known: &KnownTargets,
         form: &SettingsForm,
     ) -> Result<Option<RouterSettings>, Box<(Draft, FieldError)>> {
         let json = form.fallbacks_json.trim();
@@ -662,7 +590,7 @@ impl Subject<'_> {
                 }
             }
         }
-        if let Err(e) = validate::router_settings(config, table, &rs) {
+        if let Err(e) = validate::router_settings_known(known, &rs) {
             let field = e
                 .param
                 .as_deref()
@@ -709,8 +637,8 @@ mod tests {
         }
     }
 
-    fn known() -> Known {
-        Known {
+    fn known() -> KnownTargets {
+        KnownTargets {
             groups: ["a", "b", "c"].iter().map(|s| s.to_string()).collect(),
             deployments: [("a1", "a"), ("b1", "b"), ("c1", "c")]
                 .iter()
@@ -764,37 +692,6 @@ mod tests {
         }
     }
 
-    fn table(config: &Config) -> ModelGroups {
-        ModelGroups::from_config(config, &crate::metrics::Metrics::new())
-    }
-
-    fn config() -> Config {
-        use crate::config::{Deployment, DeploymentId, ModelInfo, ProviderKind};
-        let d = |id: &str, g: &str| Deployment {
-            id: DeploymentId(id.into()),
-            model_name: g.into(),
-            provider: ProviderKind::OpenAi,
-            upstream_model: "m".into(),
-            api_base: None,
-            api_key: None,
-            api_version: None,
-            timeout: None,
-            stream_timeout: None,
-            rpm: None,
-            tpm: None,
-            weight: None,
-            order: None,
-            max_parallel_requests: None,
-            region_name: None,
-            cooldown_time: None,
-            info: ModelInfo::default(),
-        };
-        Config {
-            model_list: vec![d("a1", "a"), d("b1", "b"), d("c1", "c")],
-            ..Default::default()
-        }
-    }
-
     #[test]
     fn unknown_targets_cycles_and_unusable_targets_are_refused() {
         let global = RouterSettings::default();
@@ -804,55 +701,30 @@ mod tests {
             parents: vec![(Source::Global, &global)],
             usable: Some(["a", "b"].iter().map(|s| s.to_string()).collect()),
         };
-        let cfg = config();
         let k = known();
         let err = s
-            .apply(
-                &cfg,
-                &table(&cfg),
-                &k,
-                &form(r#"{"fallbacks":[{"a":["nope"]}]}"#),
-            )
+            .apply(&k, &form(r#"{"fallbacks":[{"a":["nope"]}]}"#))
             .unwrap_err()
             .1;
         assert_eq!(err.field, "fallbacks");
         assert!(err.message.contains("\"nope\""), "{}", err.message);
         let err = s
-            .apply(
-                &cfg,
-                &table(&cfg),
-                &k,
-                &form(r#"{"fallbacks":[{"a":["b"]},{"b":["a"]}]}"#),
-            )
+            .apply(&k, &form(r#"{"fallbacks":[{"a":["b"]},{"b":["a"]}]}"#))
             .unwrap_err()
             .1;
         assert!(err.message.contains("cycle"), "{}", err.message);
         let err = s
-            .apply(
-                &cfg,
-                &table(&cfg),
-                &k,
-                &form(r#"{"fallbacks":[{"a":["c1"]}]}"#),
-            )
+            .apply(&k, &form(r#"{"fallbacks":[{"a":["c1"]}]}"#))
             .unwrap_err()
             .1;
         assert!(err.message.contains("may not use"), "{}", err.message);
         let own = s
-            .apply(
-                &cfg,
-                &table(&cfg),
-                &k,
-                &form(r#"{"fallbacks":[{"a":["b"]}]}"#),
-            )
+            .apply(&k, &form(r#"{"fallbacks":[{"a":["b"]}]}"#))
             .unwrap();
         assert_eq!(own.unwrap().fallbacks, Some(vec![rule("a", &["b"])]));
-        let own = s
-            .apply(&cfg, &table(&cfg), &k, &form(r#"{"fallbacks":null}"#))
-            .unwrap();
+        let own = s.apply(&k, &form(r#"{"fallbacks":null}"#)).unwrap();
         assert!(own.is_none(), "all inherited: no own layer");
-        let own = s
-            .apply(&cfg, &table(&cfg), &k, &form(r#"{"fallbacks":[]}"#))
-            .unwrap();
+        let own = s.apply(&k, &form(r#"{"fallbacks":[]}"#)).unwrap();
         assert_eq!(
             own.unwrap().fallbacks,
             Some(vec![]),
@@ -871,15 +743,12 @@ mod tests {
         };
         let mut f = form("");
         f.num_retries = "two".into();
-        let err = s
-            .apply(&config(), &table(&config()), &known(), &f)
-            .unwrap_err()
-            .1;
+        let err = s.apply(&known(), &f).unwrap_err().1;
         assert_eq!(err.field, "num_retries");
         let mut f = form("");
         f.timeout = "30".into();
         f.routing_strategy = "least-busy".into();
-        let own = s.apply(&config(), &table(&config()), &known(), &f).unwrap();
+        let own = s.apply(&known(), &f).unwrap();
         let own = own.unwrap();
         assert_eq!(own.timeout, Some(Seconds(Duration::from_secs(30))));
         assert_eq!(own.routing_strategy, Some(RoutingStrategy::LeastBusy));

@@ -8,14 +8,16 @@ use axum::response::{IntoResponse, Redirect};
 use axum::Form;
 use serde::{Deserialize, Serialize};
 
-use super::settings::{Draft, FieldError, Known, ScalarForm, SettingsForm, Subject, KINDS};
+use super::settings::{Draft, FieldError, ScalarForm, SettingsForm, Subject, KINDS};
 use super::{
-    bad, dollars, names, num, page, render, store, Admin, Flash, UiError, UiResult, UiState,
+    dollars, names, num, page, refused, render, store, Admin, Flash, UiError, UiResult, UiState,
     PAGE_SIZE,
 };
+use crate::admin::teams::{self as teams_api, DeleteBody, NewBody, UpdateBody};
+use crate::admin::validate::KnownTargets;
 use crate::error::ApiError;
 use crate::keys::effective::Source;
-use crate::store::{Actor, KeyFilter, Page, Store, Team, TeamFilter, TeamPatch, TeamSpec, Usd};
+use crate::store::{Actor, KeyFilter, Page, Store, Team, TeamFilter, Usd};
 
 #[derive(Debug, Default, Deserialize)]
 pub struct ListQuery {
@@ -142,34 +144,29 @@ fn limits(f: &TeamForm) -> Result<Limits, FieldError> {
 }
 
 pub async fn create(State(ui): State<UiState>, admin: Admin, Form(f): Form<TeamForm>) -> UiResult {
-    let store = store(&ui)?;
     let (max_budget, rpm_limit, tpm_limit) = match limits(&f) {
         Ok(l) => l,
         Err(e) => return render_list(&ui, &admin, &ListQuery::default(), Some((&f, &e))).await,
     };
     let id = f.team_id.trim();
     let alias = f.team_alias.trim();
-    let mut spec = TeamSpec::new(if id.is_empty() {
-        uuid::Uuid::new_v4().to_string()
-    } else {
-        id.to_string()
-    });
-    spec.team_alias = (!alias.is_empty()).then(|| alias.to_string());
-    spec.models = names(&f.models);
-    spec.max_budget = max_budget;
-    spec.rpm_limit = rpm_limit;
-    spec.tpm_limit = tpm_limit;
-    match store.create_team(&Actor::master_key(), &spec).await {
-        Ok(t) => {
-            ui.app.key_cache.invalidate_all();
-            Ok(Redirect::to(&format!(
-                "/ui/teams/{}?done=created",
-                urlencode(&t.spec.team_id)
-            ))
-            .into_response())
-        }
+    let body = NewBody {
+        team_id: (!id.is_empty()).then(|| id.to_string()),
+        team_alias: (!alias.is_empty()).then(|| alias.to_string()),
+        models: names(&f.models),
+        max_budget,
+        rpm_limit,
+        tpm_limit,
+        ..Default::default()
+    };
+    match teams_api::create_team(&ui.app, &Actor::master_key(), body).await {
+        Ok(t) => Ok(Redirect::to(&format!(
+            "/ui/teams/{}?done=created",
+            urlencode(&t.spec.team_id)
+        ))
+        .into_response()),
         Err(e) => {
-            let e = bad("team_id", UiError::from(e).0.message);
+            let e = refused(e, &[], "team_id")?;
             render_list(&ui, &admin, &ListQuery::default(), Some((&f, &e))).await
         }
     }
@@ -273,15 +270,16 @@ async fn render_detail(
 ) -> UiResult {
     let store = store(ui)?;
     let usable: Option<BTreeSet<String>> =
-        super::settings::usable_groups(&ui.app.config, store.as_ref(), &team.spec.models).await?;
+        super::settings::usable_groups(&ui.app.router.groups(), store.as_ref(), &team.spec.models)
+            .await?;
+    let global_layer = ui.app.global_settings.current();
     let subject = Subject {
         level: Source::Team,
         own: team.spec.router_settings.as_ref(),
-        parents: vec![(Source::Global, &ui.app.config.router_settings)],
+        parents: vec![(Source::Global, &global_layer.merged)],
         usable: usable.clone(),
     };
-    let table = ui.app.router.groups();
-    let known = Known::live(&ui.app.config, &table);
+    let known = KnownTargets::live(&ui.app);
     let view = match &refused.settings {
         Some((d, s, e)) => subject.view(&known, d, Some(s), Some(e)),
         None => subject.view(
@@ -371,7 +369,8 @@ pub async fn edit(
         }
     };
     let alias = f.team_alias.trim();
-    let patch = TeamPatch {
+    let body = UpdateBody {
+        team_id: team.spec.team_id.clone(),
         team_alias: Some((!alias.is_empty()).then(|| alias.to_string())),
         models: Some(names(&f.models)),
         max_budget: Some(max_budget),
@@ -379,10 +378,13 @@ pub async fn edit(
         tpm_limit: Some(tpm_limit),
         ..Default::default()
     };
-    store
-        .update_team(&Actor::master_key(), &team.spec.team_id, &patch)
-        .await?;
-    ui.app.key_cache.invalidate_all();
+    if let Err(e) = teams_api::update_team(&ui.app, &Actor::master_key(), body).await {
+        let r = Refused {
+            edit: Some((f, refused(e, &[], "team_alias")?)),
+            ..Default::default()
+        };
+        return render_detail(&ui, &admin, &team, r, None).await;
+    }
     Ok(Redirect::to(&format!("/ui/teams/{}?done=saved", urlencode(&id))).into_response())
 }
 
@@ -395,25 +397,24 @@ pub async fn save_settings(
     let store = store(&ui)?;
     let team = find(store.as_ref(), &id).await?;
     let usable =
-        super::settings::usable_groups(&ui.app.config, store.as_ref(), &team.spec.models).await?;
+        super::settings::usable_groups(&ui.app.router.groups(), store.as_ref(), &team.spec.models)
+            .await?;
+    let global_layer = ui.app.global_settings.current();
     let subject = Subject {
         level: Source::Team,
         own: team.spec.router_settings.as_ref(),
-        parents: vec![(Source::Global, &ui.app.config.router_settings)],
+        parents: vec![(Source::Global, &global_layer.merged)],
         usable,
     };
-    let table = ui.app.router.groups();
-    let known = Known::live(&ui.app.config, &table);
-    match subject.apply(&ui.app.config, &table, &known, &f) {
+    let known = KnownTargets::live(&ui.app);
+    match subject.apply(&known, &f) {
         Ok(own) => {
-            let patch = TeamPatch {
+            let body = UpdateBody {
+                team_id: team.spec.team_id.clone(),
                 router_settings: Some(own),
                 ..Default::default()
             };
-            store
-                .update_team(&Actor::master_key(), &team.spec.team_id, &patch)
-                .await?;
-            ui.app.key_cache.invalidate_all();
+            teams_api::update_team(&ui.app, &Actor::master_key(), body).await?;
             tracing::info!(team_id = %team.spec.team_id, "team router settings saved in the admin ui");
             Ok(Redirect::to(&format!(
                 "/ui/teams/{}?done=saved#router-settings",
@@ -435,9 +436,9 @@ pub async fn save_settings(
 pub async fn delete(State(ui): State<UiState>, _admin: Admin, Path(id): Path<String>) -> UiResult {
     let store = store(&ui)?;
     let team = find(store.as_ref(), &id).await?;
-    store
-        .delete_team(&Actor::master_key(), &team.spec.team_id)
-        .await?;
-    ui.app.key_cache.invalidate_all();
+    let body = DeleteBody {
+        team_ids: vec![team.spec.team_id.clone()],
+    };
+    teams_api::delete_teams(&ui.app, &Actor::master_key(), body).await?;
     Ok(Redirect::to("/ui/teams?done=deleted").into_response())
 }

@@ -496,7 +496,7 @@ async fn chat_error_code(gw: &Gateway, key: &str, model: &str) -> (u16, String) 
 }
 
 /// A state document with only `spec`, as `/config/import` takes it.
-fn import_body(spec: Value) -> Value {
+pub(crate) fn import_body(spec: Value) -> Value {
     let doc = json!({"schema_version": 1, "kind": "switchyard/state",
                      "source": {"version": "0.0.0"}, "secrets": "redacted", "spec": spec});
     json!({"document": doc.to_string()})

@@ -11,7 +11,8 @@ use switchyard::store;
 
 use crate::harness::*;
 use crate::keys::{
-    admin_get, admin_post, chat, drop_schema, fixture, generate, stores, stores_with, MASTER,
+    admin_get, admin_post, chat, drop_schema, fixture, generate, import_body, stores, stores_with,
+    MASTER,
 };
 
 fn http() -> reqwest::Client {
@@ -1357,4 +1358,328 @@ async fn export_from_one_gateway_and_import_into_another_in_headless_chromium() 
     assert_eq!(chat(&target.gw, MASTER, "r").await, (200, "from r".into()));
     let reqs = r.received_requests().await.unwrap();
     assert_eq!(last_authorization(&reqs), "Bearer sk-bound-1");
+}
+
+/// The general fallback chain the key or team page shows for `group`: targets and source.
+fn page_chain(html: &str, group: &str) -> (Vec<String>, String) {
+    let kind = &html[html
+        .find(r#"id="kind-fallbacks""#)
+        .expect("general fallbacks")..];
+    let at = kind
+        .find(&format!(r#"<tr data-group="{group}">"#))
+        .unwrap_or_else(|| panic!("no row for group {group}"));
+    let row = &kind[at..at + kind[at..].find("</tr>").unwrap()];
+    let targets = row
+        .split(r#"<span class="target">"#)
+        .skip(1)
+        .map(|s| s.split('<').next().unwrap().to_string())
+        .collect();
+    let source = row
+        .split(r#"badge src-"#)
+        .nth(1)
+        .map(|s| s.split('"').next().unwrap().to_string())
+        .unwrap_or_default();
+    (targets, source)
+}
+
+/// What the key page lists under "May use".
+fn may_use(html: &str) -> String {
+    let at = html.find("<dt>May use</dt><dd>").expect("May use") + 20;
+    html[at..].split("</dd>").next().unwrap().to_string()
+}
+
+/// A gateway with runtime state the config file does not have: deployment `c2` of group `c`
+/// in access group `ag-c`, global fallbacks `a -> b` and global alias `fast -> b` (imported),
+/// key `ag` with models `a, ag-c`, and team `t1`. Returns the key's secret and public id.
+async fn runtime_state(gw: &Gateway, c: &wiremock::MockServer) -> (String, String) {
+    let (st, v) = admin_post(
+        gw,
+        "/model/new",
+        MASTER,
+        json!({"model_name": "c",
+               "litellm_params": {"model": "openai/gpt-c", "api_base": format!("{}/v1", c.uri())},
+               "model_info": {"id": "c2", "access_groups": ["ag-c"]}}),
+    )
+    .await;
+    assert_eq!(st, 200, "{v}");
+    let key = generate(gw, json!({"key_alias": "ag", "models": ["a", "ag-c"]})).await;
+    let (st, v) = admin_post(
+        gw,
+        "/config/import",
+        MASTER,
+        import_body(json!({"router_settings": {
+            "fallbacks": [{"a": ["b"]}], "model_group_alias": {"fast": "b"}}})),
+    )
+    .await;
+    assert_eq!((st, &v["applied"]), (200, &json!(true)), "{v}");
+    let (st, v) = admin_post(gw, "/team/new", MASTER, json!({"team_id": "t1"})).await;
+    assert_eq!(st, 200, "{v}");
+    let (_, info) = admin_get(gw, "/key/info?key_alias=ag", MASTER).await;
+    let id = info["info"]["public_id"].as_str().unwrap().to_string();
+    (key, id)
+}
+
+// Issue 8 (leftovers): the key page expands the key's models as requests do, so a runtime
+// deployment's access group opens its group on the page and in the editor's checks.
+#[tokio::test]
+async fn key_page_expands_runtime_access_groups_as_requests_do() {
+    let (stores, pg) = stores().await;
+    for (backend, store) in stores {
+        let f = fixture(store).await;
+        let gw = &f.gw;
+        let (key, id) = runtime_state(gw, &f.c).await;
+        let s = sign_in(gw).await;
+        let (st, page) = s.get(&format!("/ui/keys/{id}")).await;
+        assert_eq!(st, 200, "{backend}");
+        assert_eq!(may_use(&page), "a, ag-c, c", "{backend}");
+        assert!(
+            page.contains(r#"<tr data-group="c">"#),
+            "{backend}: a row for c"
+        );
+        // A fallback to c is the key's to use: saved, and a request follows it.
+        let (st, _, body) = s
+            .post(
+                &format!("/ui/keys/{id}/settings"),
+                &[("fallbacks_json", r#"{"fallbacks":[{"a":["c"]}]}"#)],
+            )
+            .await;
+        assert_eq!(st, 303, "{backend}: {body}");
+        assert_eq!(
+            chat(gw, &key, "a").await,
+            (200, "from c".into()),
+            "{backend}"
+        );
+    }
+    drop_schema(pg).await;
+}
+
+// Issue 8 (leftovers): the key and team pages inherit from the same global layer as
+// `/key/info`: the config file's settings with the runtime (imported) block over them.
+#[tokio::test]
+async fn key_and_team_pages_show_the_runtime_global_chain_as_key_info_does() {
+    let (stores, pg) = stores().await;
+    for (backend, store) in stores {
+        let f = fixture(store).await;
+        let gw = &f.gw;
+        let (_, id) = runtime_state(gw, &f.c).await;
+        let s = sign_in(gw).await;
+        let (_, info) = admin_get(gw, "/key/info?key_alias=ag", MASTER).await;
+        assert_eq!(
+            info["effective_router_settings"]["fallbacks"],
+            json!({"value": [{"a": ["b"]}], "source": "global"}),
+            "{backend}"
+        );
+        let (st, page) = s.get(&format!("/ui/keys/{id}")).await;
+        assert_eq!(st, 200, "{backend}");
+        assert_eq!(
+            page_chain(&page, "a"),
+            (vec!["b".to_string()], "global".to_string()),
+            "{backend}: the chain /key/info reports"
+        );
+        let (st, team_page) = s.get("/ui/teams/t1").await;
+        assert_eq!(st, 200, "{backend}");
+        assert_eq!(
+            page_chain(&team_page, "a"),
+            (vec!["b".to_string()], "global".to_string()),
+            "{backend}: the team page too"
+        );
+    }
+    drop_schema(pg).await;
+}
+
+// Issue 8 (leftovers): an alias of the live global layer (here imported at runtime) is a
+// known fallback target for the admin API and the UI alike; unknown names stay refused.
+#[tokio::test]
+async fn runtime_global_aliases_are_known_targets_for_the_api_and_the_ui() {
+    let (stores, pg) = stores().await;
+    for (backend, store) in stores {
+        let f = fixture(store).await;
+        let gw = &f.gw;
+        let (_, id) = runtime_state(gw, &f.c).await;
+        let s = sign_in(gw).await;
+        let (st, v) = admin_post(
+            gw,
+            "/key/update",
+            MASTER,
+            json!({"key": id, "router_settings": {"fallbacks": [{"a": ["fast"]}]}}),
+        )
+        .await;
+        assert_eq!(st, 200, "{backend}: {v}");
+        let (st, v) = admin_post(
+            gw,
+            "/team/update",
+            MASTER,
+            json!({"team_id": "t1", "router_settings": {"fallbacks": [{"a": ["fast"]}]}}),
+        )
+        .await;
+        assert_eq!(st, 200, "{backend}: {v}");
+        let settings = format!("/ui/keys/{id}/settings");
+        let (st, _, body) = s
+            .post(
+                &settings,
+                &[("fallbacks_json", r#"{"fallbacks":[{"a":["fast","c"]}]}"#)],
+            )
+            .await;
+        assert_eq!(st, 303, "{backend}: {body}");
+        let (st, _, body) = s
+            .post(
+                "/ui/teams/t1/settings",
+                &[("fallbacks_json", r#"{"fallbacks":[{"a":["b","fast"]}]}"#)],
+            )
+            .await;
+        assert_eq!(st, 303, "{backend}: {body}");
+        let (_, info) = admin_get(gw, "/key/info?key_alias=ag", MASTER).await;
+        assert_eq!(
+            info["effective_router_settings"]["fallbacks"],
+            json!({"value": [{"a": ["fast", "c"]}], "source": "key"}),
+            "{backend}"
+        );
+        let (_, page) = s.get(&format!("/ui/keys/{id}")).await;
+        assert!(
+            page.contains(r#"<option value="fast">"#),
+            "{backend}: the editor offers the alias"
+        );
+        // An unknown name is still refused in place, with nothing saved.
+        let (st, _, body) = s
+            .post(
+                &settings,
+                &[("fallbacks_json", r#"{"fallbacks":[{"a":["nope"]}]}"#)],
+            )
+            .await;
+        assert_eq!(st, 422, "{backend}");
+        assert!(body.contains("&quot;nope&quot;"), "{backend}");
+        let (_, after) = admin_get(gw, "/key/info?key_alias=ag", MASTER).await;
+        assert_eq!(
+            after["effective_router_settings"], info["effective_router_settings"],
+            "{backend}"
+        );
+    }
+    drop_schema(pg).await;
+}
+
+/// `(action, actor)` of the audit entries about `id`, oldest first.
+async fn audit_of(store: &dyn store::Store, id: &str) -> Vec<(String, String)> {
+    let filter = store::AuditFilter {
+        object_id: Some(id.into()),
+        ..Default::default()
+    };
+    let mut items = store
+        .audit_log(&filter, store::Page::new(1000, 0))
+        .await
+        .unwrap()
+        .items;
+    items.sort_by_key(|e| e.id);
+    items.into_iter().map(|e| (e.action, e.actor)).collect()
+}
+
+// Issue 8 (leftovers): the UI's key and team actions run the admin API's own logic, so the
+// same actions leave the same audit trail, by the same actor, and are refused the same way.
+#[tokio::test]
+async fn ui_key_and_team_actions_run_the_admin_api_logic() {
+    let (stores, pg) = stores().await;
+    for (backend, store) in stores {
+        let f = fixture(Arc::clone(&store)).await;
+        let gw = &f.gw;
+        let s = sign_in(gw).await;
+
+        // Keys: the same six actions through the API and through the UI.
+        generate(gw, json!({"key_alias": "by-api"})).await;
+        let (_, info) = admin_get(gw, "/key/info?key_alias=by-api", MASTER).await;
+        let api_id = info["info"]["public_id"].as_str().unwrap().to_string();
+        for (path, body) in [
+            ("/key/update", json!({"key": api_id, "rpm_limit": 5})),
+            ("/key/block", json!({"key": api_id})),
+            ("/key/unblock", json!({"key": api_id})),
+            ("/key/regenerate", json!({"key": api_id})),
+            ("/key/delete", json!({"keys": [api_id]})),
+        ] {
+            let (st, v) = admin_post(gw, path, MASTER, body).await;
+            assert_eq!(st, 200, "{backend} {path}: {v}");
+        }
+
+        // An expiry the API refuses is refused in the UI next to its field, nothing written.
+        let (st, _, html) = s
+            .post(
+                "/ui/keys",
+                &[("key_alias", "by-ui"), ("expires_in", "soon")],
+            )
+            .await;
+        assert_eq!(st, 422, "{backend}");
+        assert!(
+            html.contains(r#"id="e-expires_in""#) && html.contains("invalid duration"),
+            "{backend}"
+        );
+        // So is a team that does not exist (the store's check, as for /key/generate).
+        let (st, _, html) = s
+            .post("/ui/keys", &[("key_alias", "by-ui"), ("team_id", "t-none")])
+            .await;
+        assert_eq!(st, 422, "{backend}");
+        assert!(
+            html.contains(r#"id="e-team_id""#) && html.contains("t-none"),
+            "{backend}"
+        );
+        let (st, _) = admin_get(gw, "/key/info?key_alias=by-ui", MASTER).await;
+        assert_eq!(st, 404, "{backend}: nothing saved");
+
+        let (st, _, _) = s
+            .post("/ui/keys", &[("key_alias", "by-ui"), ("expires_in", "30d")])
+            .await;
+        assert_eq!(st, 200, "{backend}");
+        let (_, info) = admin_get(gw, "/key/info?key_alias=by-ui", MASTER).await;
+        let ui_id = info["info"]["public_id"].as_str().unwrap().to_string();
+        assert!(info["info"]["expires"].is_string(), "{backend}: {info}");
+        // A taken alias: the API's 409, shown next to the alias, nothing saved.
+        let (st, _, html) = s
+            .post(&format!("/ui/keys/{ui_id}"), &[("key_alias", "taken")])
+            .await;
+        assert_eq!(st, 303, "{backend}: {html}");
+        generate(gw, json!({"key_alias": "other"})).await;
+        let (st, _, html) = s
+            .post(&format!("/ui/keys/{ui_id}"), &[("key_alias", "other")])
+            .await;
+        assert_eq!(st, 422, "{backend}");
+        assert!(html.contains(r#"id="e-key_alias""#), "{backend}");
+        let (_, info) = admin_get(gw, &format!("/key/info?key={ui_id}"), MASTER).await;
+        assert_eq!(info["info"]["key_alias"], "taken", "{backend}");
+        for action in ["block", "unblock", "regenerate", "delete"] {
+            let (st, _, _) = s.post(&format!("/ui/keys/{ui_id}/{action}"), &[]).await;
+            assert!(st == 200 || st == 303, "{backend} {action}: {st}");
+        }
+        let api_trail = audit_of(store.as_ref(), &api_id).await;
+        assert_eq!(api_trail.len(), 6, "{backend}: {api_trail:?}");
+        assert_eq!(
+            audit_of(store.as_ref(), &ui_id).await,
+            api_trail,
+            "{backend}: the same actions leave the same trail"
+        );
+
+        // Teams: create, edit, delete through the API and through the UI.
+        for (path, body) in [
+            ("/team/new", json!({"team_id": "t-api"})),
+            ("/team/update", json!({"team_id": "t-api", "rpm_limit": 5})),
+            ("/team/delete", json!({"team_ids": ["t-api"]})),
+        ] {
+            let (st, v) = admin_post(gw, path, MASTER, body).await;
+            assert_eq!(st, 200, "{backend} {path}: {v}");
+        }
+        let (st, _, _) = s.post("/ui/teams", &[("team_id", "t-ui")]).await;
+        assert_eq!(st, 303, "{backend}");
+        let (st, _, html) = s.post("/ui/teams", &[("team_id", "t-ui")]).await;
+        assert_eq!(st, 422, "{backend}: the API's conflict, in place");
+        assert!(html.contains(r#"id="e-team_id""#), "{backend}");
+        let (st, _, _) = s
+            .post("/ui/teams/t-ui", &[("team_id", "t-ui"), ("rpm_limit", "5")])
+            .await;
+        assert_eq!(st, 303, "{backend}");
+        let (st, _, _) = s.post("/ui/teams/t-ui/delete", &[]).await;
+        assert_eq!(st, 303, "{backend}");
+        let api_trail = audit_of(store.as_ref(), "t-api").await;
+        assert_eq!(api_trail.len(), 3, "{backend}: {api_trail:?}");
+        assert_eq!(
+            audit_of(store.as_ref(), "t-ui").await,
+            api_trail,
+            "{backend}"
+        );
+    }
+    drop_schema(pg).await;
 }
