@@ -5,7 +5,8 @@
 //! path (auth from the key cache, rpm/tpm/parallel limits and a budget on, spend recorded and
 //! written in batches) against the master-key path of the same gateway, phases interleaved.
 //!
-//! Run: `cargo bench -p switchyard --bench proxy_load` (env `LOAD_SECS`, default 5 per phase).
+//! Run: `cargo bench -p switchyard --bench proxy_load` (env `LOAD_SECS`, default 5 per phase;
+//! `LOAD_ONLY=master|virtual` runs that one phase alone, for profiling).
 //! Prints throughput at 16 connections and p50/p99 at 1 and 16 connections, direct vs gateway,
 //! and the virtual-key/master-key throughput ratio per store (target >= 90%).
 
@@ -25,6 +26,11 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use switchyard::config::{Config, Deployment, DeploymentId, ModelInfo, ProviderKind};
 use switchyard::{AppState, StateOptions};
 use tokio::time::Instant;
+
+/// The allocator the `switchyard` binary ships with (it applies to the whole process, so the
+/// direct baseline uses it too).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 const MASTER_KEY: &str = "sk-bench-master-key";
 const COMPLETION: &str = r#"{"id":"chatcmpl-1","object":"chat.completion","created":1700000000,"model":"m","choices":[{"index":0,"message":{"role":"assistant","content":"Hello there, this is a benchmark answer."},"finish_reason":"stop"}],"usage":{"prompt_tokens":12,"completion_tokens":9,"total_tokens":21}}"#;
@@ -270,6 +276,19 @@ fn main() {
         .unwrap_or(5)
         .clamp(1, 60);
     let mock = start_mock();
+    // One phase alone, for a profiler (e.g. `valgrind --tool=callgrind --separate-threads=yes`):
+    // `LOAD_ONLY=master|virtual` drives a SQLite gateway at 16 connections with that key.
+    if let Ok(only) = std::env::var("LOAD_ONLY") {
+        let gateway = start_gateway(mock, Some("sqlite::memory:".to_string()));
+        let token = match only.as_str() {
+            "master" => MASTER_KEY.to_string(),
+            "virtual" => generate_key(gateway),
+            other => panic!("LOAD_ONLY must be master or virtual, not {other}"),
+        };
+        let r = drive(gateway, &token, 16, secs);
+        row(&format!("{only} c=16"), &r);
+        return;
+    }
     let gateway = start_gateway(mock, None);
     // Short warm-up of both paths.
     drive(mock, MASTER_KEY, 4, 1);

@@ -139,6 +139,11 @@ fn digest_equals(presented: &str, expected: &[u8; 32]) -> bool {
     Sha256::digest(presented.as_bytes()).ct_eq(expected).into()
 }
 
+/// SHA-256 of a presented token: what the master-key check and the key lookup both compare.
+pub fn token_digest(token: &str) -> [u8; 32] {
+    Sha256::digest(token.as_bytes()).into()
+}
+
 /// Accepts the master key only (or everyone when none is configured).
 pub struct MasterKeyAuth {
     /// SHA-256 of the master key, hashed once instead of on every request.
@@ -152,6 +157,16 @@ impl MasterKeyAuth {
         MasterKeyAuth {
             master_digest: master_key.map(|k| Sha256::digest(k.expose_secret().as_bytes()).into()),
             global,
+        }
+    }
+
+    /// What the master key says of a token whose SHA-256 is `digest`: `Some(Open)` without a
+    /// master key, `Some(Master)` when it matches (constant time), else `None`.
+    pub fn check_digest(&self, digest: &[u8; 32]) -> Option<Principal> {
+        match &self.master_digest {
+            None => Some(Principal::Open),
+            Some(mk) if bool::from(digest.ct_eq(mk)) => Some(Principal::Master),
+            Some(_) => None,
         }
     }
 
@@ -171,14 +186,20 @@ impl MasterKeyAuth {
 #[async_trait]
 impl Authenticator for MasterKeyAuth {
     async fn authenticate(&self, token: Option<&str>) -> Result<AuthContext, ApiError> {
-        let principal = self.check(token)?;
-        Ok(AuthContext {
+        Ok(self.context(self.check(token)?))
+    }
+}
+
+impl MasterKeyAuth {
+    /// The context of a caller the master key admitted (`Master`, or anyone when `Open`).
+    pub fn context(&self, principal: Principal) -> AuthContext {
+        AuthContext {
             principal,
             settings: Arc::clone(&self.global.current().effective),
             allowed_groups: None,
             key: None,
             parallel: None,
-        })
+        }
     }
 }
 

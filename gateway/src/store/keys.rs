@@ -194,6 +194,12 @@ pub struct PresentedKey {
 /// Parses a key presented by a client. Structured keys yield their public id; any other
 /// `sk-...` string is a legacy key, identified by the hash of the whole string.
 pub fn parse(key: &str) -> Result<PresentedKey, KeyFormatError> {
+    parse_with_digest(key, &Sha256::digest(key.as_bytes()).into())
+}
+
+/// [`parse`] for a caller that already holds the key's SHA-256 (`digest`), so the hot path
+/// hashes a presented key once for the master-key check and the lookup together.
+pub fn parse_with_digest(key: &str, digest: &[u8; 32]) -> Result<PresentedKey, KeyFormatError> {
     if key.len() > MAX_KEY_LEN {
         return Err(KeyFormatError::TooLong);
     }
@@ -206,7 +212,7 @@ pub fn parse(key: &str) -> Result<PresentedKey, KeyFormatError> {
     if rest.is_empty() {
         return Err(KeyFormatError::Empty);
     }
-    let hash = TokenHash::of(key);
+    let hash = TokenHash(hex::encode(digest));
     let public_id = structured_parts(rest).map(|(_, id)| id);
     Ok(PresentedKey { hash, public_id })
 }
