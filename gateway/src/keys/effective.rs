@@ -125,10 +125,10 @@ impl EffectiveRouterSettings {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn rule(group: &str, targets: &[&str]) -> FallbackRule {
+    pub(crate) fn rule(group: &str, targets: &[&str]) -> FallbackRule {
         FallbackRule {
             group: group.into(),
             targets: targets.iter().map(|s| s.to_string()).collect(),

@@ -90,15 +90,9 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
-    use crate::config::{FallbackRule, Seconds};
+    use crate::config::Seconds;
+    use crate::keys::effective::tests::rule;
     use crate::keys::effective::Source;
-
-    fn rule(group: &str, targets: &[&str]) -> FallbackRule {
-        FallbackRule {
-            group: group.into(),
-            targets: targets.iter().map(|s| s.to_string()).collect(),
-        }
-    }
 
     #[test]
     fn the_runtime_block_wins_field_by_field_and_an_empty_list_counts() {

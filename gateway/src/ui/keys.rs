@@ -198,9 +198,7 @@ async fn render_list(
             axum::http::StatusCode::OK
         }
     };
-    let mut resp = render("keys.html", &ctx);
-    *resp.status_mut() = status;
-    Ok(resp)
+    Ok(super::render_as("keys.html", &ctx, status))
 }
 
 pub async fn list(State(ui): State<UiState>, admin: Admin, Query(q): Query<ListQuery>) -> UiResult {
@@ -382,11 +380,12 @@ async fn render_detail(
     ctx.insert("action", &format!("/ui/keys/{}/settings", r.id));
     ctx.insert("flash", &flash);
     let failed = refused.settings.is_some() || refused.edit.is_some();
-    let mut resp = render("key.html", &ctx);
-    if failed {
-        *resp.status_mut() = axum::http::StatusCode::UNPROCESSABLE_ENTITY;
-    }
-    Ok(resp)
+    let status = if failed {
+        axum::http::StatusCode::UNPROCESSABLE_ENTITY
+    } else {
+        axum::http::StatusCode::OK
+    };
+    Ok(super::render_as("key.html", &ctx, status))
 }
 
 pub async fn detail(

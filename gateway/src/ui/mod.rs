@@ -272,6 +272,15 @@ pub fn render(name: &str, ctx: &Context) -> Response {
     }
 }
 
+/// [`render`] with `status` (a form's 422, say); a template failure stays a 500.
+pub fn render_as(name: &str, ctx: &Context, status: StatusCode) -> Response {
+    let mut resp = render(name, ctx);
+    if resp.status().is_success() {
+        *resp.status_mut() = status;
+    }
+    resp
+}
+
 /// A page context with the layout's variables: title, active nav entry, CSRF token.
 pub fn page(admin: Option<&Admin>, title: &str, nav: &str) -> Context {
     let mut ctx = Context::new();

@@ -16,7 +16,7 @@ use tokio::time::Instant;
 
 use super::settings::FieldError;
 use super::teams::urlencode;
-use super::{bad, names, num, page, render, store, Admin, Flash, UiError, UiResult, UiState};
+use super::{bad, names, num, page, render_as, store, Admin, Flash, UiError, UiResult, UiState};
 use crate::admin::models::{self as admin, NewBody, UpdateBody, CREDENTIAL_PARAM};
 use crate::error::ApiError;
 use crate::store::{Actor, CredentialPatch, JsonObject, NewCredential, RuntimeModel, StoreError};
@@ -184,9 +184,7 @@ async fn render_page(
             .as_ref()
             .map(|p| p.display().to_string()),
     );
-    let mut resp = render("models.html", &ctx);
-    *resp.status_mut() = status;
-    Ok(resp)
+    Ok(render_as("models.html", &ctx, status))
 }
 
 pub async fn page_route(
@@ -562,9 +560,7 @@ async fn render_edit(
         }
         None => ctx.insert("form", &ModelForm::of(m)),
     }
-    let mut resp = render("model.html", &ctx);
-    *resp.status_mut() = status;
-    Ok(resp)
+    Ok(render_as("model.html", &ctx, status))
 }
 
 pub async fn detail(

@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use super::settings::{Draft, FieldError, ScalarForm, SettingsForm, Subject, KINDS};
 use super::{
-    dollars, names, num, page, refused, render, store, Admin, Flash, UiError, UiResult, UiState,
+    dollars, names, num, page, refused, render_as, store, Admin, Flash, UiError, UiResult, UiState,
     PAGE_SIZE,
 };
 use crate::admin::teams::{self as teams_api, DeleteBody, NewBody, UpdateBody};
@@ -123,9 +123,7 @@ async fn render_list(
         }
         None => ctx.insert("form", &TeamForm::default()),
     }
-    let mut resp = render("teams.html", &ctx);
-    *resp.status_mut() = status;
-    Ok(resp)
+    Ok(render_as("teams.html", &ctx, status))
 }
 
 pub async fn list(State(ui): State<UiState>, admin: Admin, Query(q): Query<ListQuery>) -> UiResult {
@@ -332,11 +330,12 @@ async fn render_detail(
     );
     ctx.insert("flash", &flash);
     let failed = refused.settings.is_some() || refused.edit.is_some();
-    let mut resp = render("team.html", &ctx);
-    if failed {
-        *resp.status_mut() = axum::http::StatusCode::UNPROCESSABLE_ENTITY;
-    }
-    Ok(resp)
+    let status = if failed {
+        axum::http::StatusCode::UNPROCESSABLE_ENTITY
+    } else {
+        axum::http::StatusCode::OK
+    };
+    Ok(render_as("team.html", &ctx, status))
 }
 
 pub async fn detail(
