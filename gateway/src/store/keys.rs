@@ -154,7 +154,12 @@ impl TokenHash {
 
     /// Hashes a whole key string.
     pub fn of(key: &str) -> Self {
-        TokenHash(hex::encode(Sha256::digest(key.as_bytes())))
+        TokenHash::from_digest(&Sha256::digest(key.as_bytes()).into())
+    }
+
+    /// The hash of a key whose SHA-256 is already known.
+    pub fn from_digest(digest: &[u8; 32]) -> Self {
+        TokenHash(hex::encode(digest))
     }
 
     pub fn as_str(&self) -> &str {
@@ -212,7 +217,7 @@ pub fn parse_with_digest(key: &str, digest: &[u8; 32]) -> Result<PresentedKey, K
     if rest.is_empty() {
         return Err(KeyFormatError::Empty);
     }
-    let hash = TokenHash(hex::encode(digest));
+    let hash = TokenHash::from_digest(digest);
     let public_id = structured_parts(rest).map(|(_, id)| id);
     Ok(PresentedKey { hash, public_id })
 }
