@@ -80,13 +80,14 @@ pub struct ListQuery {
 }
 
 fn view(b: &Budget) -> Value {
-    let mut v = serde_json::to_value(&b.spec).unwrap_or_else(|_| json!({}));
-    if let Some(m) = v.as_object_mut() {
-        m.insert("budget_reset_at".into(), json!(b.budget_reset_at));
-        m.insert("created_at".into(), json!(b.created_at));
-        m.insert("updated_at".into(), json!(b.updated_at));
-    }
-    v
+    super::spec_view(
+        &b.spec,
+        [
+            ("budget_reset_at", json!(b.budget_reset_at)),
+            ("created_at", json!(b.created_at)),
+            ("updated_at", json!(b.updated_at)),
+        ],
+    )
 }
 
 pub async fn create(State(state): State<AppState>, bytes: Bytes) -> Result<Json<Value>, ApiError> {

@@ -150,24 +150,20 @@ fn expiry(duration: &str) -> Result<chrono::DateTime<chrono::Utc>, ApiError> {
 
 /// A key as admins see it: every stored field but never the secret.
 fn view(r: &KeyRecord) -> Value {
-    let mut v = serde_json::to_value(&r.spec).unwrap_or_else(|_| json!({}));
-    if let Some(o) = v.as_object_mut() {
-        o.insert(
-            "key_name".into(),
-            json!(keygen::display_name(
-                &KeyPrefix::default(),
-                &r.spec.public_id
-            )),
-        );
-        o.insert("token".into(), json!(r.spec.token_hash.as_str()));
-        o.insert("expires".into(), json!(r.spec.expires_at));
-        o.insert("spend".into(), json!(r.spend));
-        o.insert("budget_reset_at".into(), json!(r.budget_reset_at));
-        o.insert("created_at".into(), json!(r.created_at));
-        o.insert("updated_at".into(), json!(r.updated_at));
-        o.insert("created_by".into(), json!(r.created_by));
-    }
-    v
+    let key_name = keygen::display_name(&KeyPrefix::default(), &r.spec.public_id);
+    super::spec_view(
+        &r.spec,
+        [
+            ("key_name", json!(key_name)),
+            ("token", json!(r.spec.token_hash.as_str())),
+            ("expires", json!(r.spec.expires_at)),
+            ("spend", json!(r.spend)),
+            ("budget_reset_at", json!(r.budget_reset_at)),
+            ("created_at", json!(r.created_at)),
+            ("updated_at", json!(r.updated_at)),
+            ("created_by", json!(r.created_by)),
+        ],
+    )
 }
 
 /// Finds a key by the full key, its hash (LiteLLM's `token`) or its public id.

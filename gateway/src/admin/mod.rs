@@ -128,3 +128,18 @@ fn double<'de, D: Deserializer<'de>, T: Deserialize<'de>>(
 fn query_error(e: axum::extract::rejection::QueryRejection) -> ApiError {
     ApiError::bad_request(e.body_text())
 }
+
+/// The JSON view of a stored record: its spec's fields plus `extra` (spend, timestamps, ...),
+/// which win over a spec field of the same name.
+pub(crate) fn spec_view<'a>(
+    spec: &impl serde::Serialize,
+    extra: impl IntoIterator<Item = (&'a str, serde_json::Value)>,
+) -> serde_json::Value {
+    let mut v = serde_json::to_value(spec).unwrap_or_else(|_| serde_json::json!({}));
+    if let Some(m) = v.as_object_mut() {
+        for (k, x) in extra {
+            m.insert(k.to_owned(), x);
+        }
+    }
+    v
+}

@@ -79,13 +79,14 @@ pub struct ListQuery {
 }
 
 fn view(o: &Organization) -> Value {
-    let mut v = serde_json::to_value(&o.spec).unwrap_or_else(|_| json!({}));
-    if let Some(m) = v.as_object_mut() {
-        m.insert("spend".into(), json!(o.spend));
-        m.insert("created_at".into(), json!(o.created_at));
-        m.insert("updated_at".into(), json!(o.updated_at));
-    }
-    v
+    super::spec_view(
+        &o.spec,
+        [
+            ("spend", json!(o.spend)),
+            ("created_at", json!(o.created_at)),
+            ("updated_at", json!(o.updated_at)),
+        ],
+    )
 }
 
 async fn find(store: &dyn Store, id: &str) -> Result<Organization, ApiError> {

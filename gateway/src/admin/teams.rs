@@ -136,14 +136,15 @@ pub struct MemberDeleteBody {
 }
 
 fn view(t: &Team) -> Value {
-    let mut v = serde_json::to_value(&t.spec).unwrap_or_else(|_| json!({}));
-    if let Some(o) = v.as_object_mut() {
-        o.insert("spend".into(), json!(t.spend));
-        o.insert("budget_reset_at".into(), json!(t.budget_reset_at));
-        o.insert("created_at".into(), json!(t.created_at));
-        o.insert("updated_at".into(), json!(t.updated_at));
-    }
-    v
+    super::spec_view(
+        &t.spec,
+        [
+            ("spend", json!(t.spend)),
+            ("budget_reset_at", json!(t.budget_reset_at)),
+            ("created_at", json!(t.created_at)),
+            ("updated_at", json!(t.updated_at)),
+        ],
+    )
 }
 
 async fn find(store: &dyn Store, id: &str) -> Result<Team, ApiError> {

@@ -95,14 +95,15 @@ pub struct ListQuery {
 }
 
 fn view(u: &User) -> Value {
-    let mut v = serde_json::to_value(&u.spec).unwrap_or_else(|_| json!({}));
-    if let Some(m) = v.as_object_mut() {
-        m.insert("spend".into(), json!(u.spend));
-        m.insert("budget_reset_at".into(), json!(u.budget_reset_at));
-        m.insert("created_at".into(), json!(u.created_at));
-        m.insert("updated_at".into(), json!(u.updated_at));
-    }
-    v
+    super::spec_view(
+        &u.spec,
+        [
+            ("spend", json!(u.spend)),
+            ("budget_reset_at", json!(u.budget_reset_at)),
+            ("created_at", json!(u.created_at)),
+            ("updated_at", json!(u.updated_at)),
+        ],
+    )
 }
 
 async fn find(store: &dyn Store, id: &str) -> Result<User, ApiError> {
