@@ -50,6 +50,98 @@ mod dialect {
         Some((table.to_owned(), column.to_owned()))
     }
 
+    /// Spend rows: one `COPY ... FROM STDIN` (text format) per batch. The server does about
+    /// half the work it does for the same rows as multi-row `INSERT`s (no statement, no
+    /// per-row expression evaluation), and the request path's CPU is shared with it on a small
+    /// machine. `Ok(false)` when a row's request id is stored already (the copy fails whole).
+    pub async fn insert_spend(
+        conn: &mut sqlx::PgConnection,
+        rows: &[&crate::store::SpendEntry],
+    ) -> Result<bool, crate::store::StoreError> {
+        use std::sync::OnceLock;
+        static STATEMENT: OnceLock<String> = OnceLock::new();
+        let statement = STATEMENT.get_or_init(|| {
+            format!(
+                "COPY spend_logs ({}) FROM STDIN",
+                super::sql::SPEND_COLS.join(", ")
+            )
+        });
+        let mut data = Vec::with_capacity(rows.len() * 200);
+        for e in rows {
+            copy_row(&mut data, e)?;
+        }
+        let copied = async {
+            let mut copy = conn.copy_in_raw(statement).await?;
+            copy.send(data).await?;
+            copy.finish().await
+        };
+        match copied.await {
+            Ok(_) => Ok(true),
+            Err(e) if super::sql::is_unique_violation(&e) => Ok(false),
+            Err(e) => Err(super::sql::db_err(e)),
+        }
+    }
+
+    /// One spend row in `COPY`'s text format, columns in `SPEND_COLS` order.
+    fn copy_row(
+        out: &mut Vec<u8>,
+        e: &crate::store::SpendEntry,
+    ) -> Result<(), crate::store::StoreError> {
+        use crate::store::StoreError;
+        use chrono::SecondsFormat;
+        use std::io::Write;
+        let count = |field: &str, n: u64| {
+            i64::try_from(n).map_err(|_| StoreError::invalid(field, "too large"))
+        };
+        let time = |t| crate::store::truncate_time(t).to_rfc3339_opts(SecondsFormat::Micros, true);
+        let texts = [
+            Some(e.request_id.as_str()),
+            e.key_public_id.as_ref().map(|k| k.as_str()),
+            e.team_id.as_deref(),
+            e.user_id.as_deref(),
+            e.organization_id.as_deref(),
+            Some(e.model_group.as_str()),
+            e.deployment_id.as_deref(),
+        ];
+        for t in texts {
+            match t {
+                Some(t) => copy_text(out, t),
+                None => out.extend_from_slice(b"\\N"),
+            }
+            out.push(b'\t');
+        }
+        let numbers = [
+            count("prompt_tokens", e.prompt_tokens)?,
+            count("completion_tokens", e.completion_tokens)?,
+            count("total_tokens", e.total_tokens())?,
+            e.cost.nanos(),
+        ];
+        for n in numbers {
+            // Writing to a Vec cannot fail.
+            let _ = write!(out, "{n}\t");
+        }
+        copy_text(out, e.status.as_str());
+        out.push(b'\t');
+        out.extend_from_slice(time(e.start_time).as_bytes());
+        out.push(b'\t');
+        out.extend_from_slice(time(e.end_time).as_bytes());
+        out.push(b'\n');
+        Ok(())
+    }
+
+    /// Text in `COPY`'s text format: backslash, tab, newline and carriage return escaped.
+    fn copy_text(out: &mut Vec<u8>, s: &str) {
+        for b in s.bytes() {
+            match b {
+                b'\\' => out.extend_from_slice(b"\\\\"),
+                b'\t' => out.extend_from_slice(b"\\t"),
+                b'\n' => out.extend_from_slice(b"\\n"),
+                b'\r' => out.extend_from_slice(b"\\r"),
+                _ => out.push(b),
+            }
+        }
+    }
+
     /// `Key (key_alias)=(prod) already exists.` → `prod`.
     pub fn violation_value(e: &dyn DatabaseError) -> Option<String> {
         let detail = e.try_downcast_ref::<PgDatabaseError>()?.detail()?;

@@ -9,6 +9,7 @@
 //! backstop) → write multi-row statements → audit entries → commit.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::sync::OnceLock;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -2579,7 +2580,7 @@ impl SettingsStore for This {
 // ---------------------------------------------------------------------------------------
 // Spend
 
-const SPEND_COLS: &[&str] = &[
+pub(super) const SPEND_COLS: &[&str] = &[
     "request_id",
     "key_public_id",
     "team_id",
@@ -2613,6 +2614,184 @@ fn spend_args(e: &SpendEntry) -> Result<Vec<Arg>> {
         Arg::Time(Some(crate::store::model::truncate_time(e.start_time))),
         Arg::Time(Some(crate::store::model::truncate_time(e.end_time))),
     ])
+}
+
+/// Rows per spend-log `INSERT`, largest first: a batch is cut into these fixed sizes so each
+/// statement text is prepared once per connection and then reused, instead of parsing a new
+/// multi-row statement (thousands of placeholders) for every batch.
+const SPEND_INSERT_ROWS: [usize; 4] = [64, 16, 4, 1];
+
+/// `INSERT INTO spend_logs (...) VALUES (...), ...` for `rows` rows, in this dialect.
+fn spend_insert_sql(rows: usize) -> &'static str {
+    static SQL: OnceLock<Vec<(usize, String)>> = OnceLock::new();
+    let all = SQL.get_or_init(|| {
+        SPEND_INSERT_ROWS
+            .into_iter()
+            .map(|n| {
+                let mut qb = QueryBuilder::<Db>::new(format!(
+                    "INSERT INTO spend_logs ({}) ",
+                    SPEND_COLS.join(", ")
+                ));
+                qb.push_values(0..n, |mut b, _| {
+                    for _ in SPEND_COLS {
+                        b.push_bind(None::<i64>);
+                    }
+                });
+                (n, qb.sql().to_owned())
+            })
+            .collect()
+    });
+    all.iter()
+        .find(|(n, _)| *n == rows)
+        .map(|(_, sql)| sql.as_str())
+        .expect("a size of SPEND_INSERT_ROWS")
+}
+
+pub(super) fn is_unique_violation(e: &sqlx::Error) -> bool {
+    e.as_database_error()
+        .is_some_and(|d| d.is_unique_violation())
+}
+
+type SpendArgs<'q> = <Db as sqlx::Database>::Arguments<'q>;
+
+/// Adds one spend row's values, in `SPEND_COLS` order.
+fn bind_spend<'q>(args: &mut SpendArgs<'q>, e: &'q SpendEntry) -> Result<()> {
+    use sqlx::Arguments;
+    let count =
+        |field: &str, n: u64| i64::try_from(n).map_err(|_| StoreError::invalid(field, "too large"));
+    let bound = |r: std::result::Result<(), sqlx::error::BoxDynError>| {
+        r.map_err(|e| StoreError::invalid("spend log", e.to_string()))
+    };
+    bound(args.add(e.request_id.as_str()))?;
+    bound(args.add(e.key_public_id.as_ref().map(PublicId::as_str)))?;
+    bound(args.add(e.team_id.as_deref()))?;
+    bound(args.add(e.user_id.as_deref()))?;
+    bound(args.add(e.organization_id.as_deref()))?;
+    bound(args.add(e.model_group.as_str()))?;
+    bound(args.add(e.deployment_id.as_deref()))?;
+    bound(args.add(count("prompt_tokens", e.prompt_tokens)?))?;
+    bound(args.add(count("completion_tokens", e.completion_tokens)?))?;
+    bound(args.add(count("total_tokens", e.total_tokens())?))?;
+    bound(args.add(e.cost.nanos()))?;
+    bound(args.add(e.status.as_str()))?;
+    bound(args.add(crate::store::model::truncate_time(e.start_time)))?;
+    bound(args.add(crate::store::model::truncate_time(e.end_time)))
+}
+
+/// Inserts spend rows with multi-row `INSERT`s cut into the fixed sizes of
+/// [`SPEND_INSERT_ROWS`]. `Ok(false)`: a row's request id is stored already (nothing of the
+/// failed statement is kept; the caller rolls back).
+#[allow(dead_code)] // PostgreSQL copies instead (its `dialect::insert_spend`)
+pub(super) async fn insert_spend_values(conn: &mut Conn, rows: &[&SpendEntry]) -> Result<bool> {
+    let mut rest = rows;
+    while !rest.is_empty() {
+        let n = SPEND_INSERT_ROWS
+            .into_iter()
+            .find(|&n| n <= rest.len())
+            .unwrap_or(1);
+        let (chunk, tail) = rest.split_at(n);
+        let mut args = SpendArgs::default();
+        sqlx::Arguments::reserve(&mut args, n * SPEND_COLS.len(), 0);
+        for e in chunk {
+            bind_spend(&mut args, e)?;
+        }
+        match sqlx::query_with(spend_insert_sql(n), args)
+            .execute(&mut *conn)
+            .await
+        {
+            Ok(_) => {}
+            Err(e) if is_unique_violation(&e) => return Ok(false),
+            Err(e) => return Err(db_err(e)),
+        }
+        rest = tail;
+    }
+    Ok(true)
+}
+
+/// Adds the spend of `entries` to their keys', teams', users' and organizations' totals.
+async fn add_spend_totals<'a>(
+    conn: &mut Conn,
+    entries: impl Iterator<Item = &'a SpendEntry>,
+) -> Result<()> {
+    let mut keys = BTreeMap::new();
+    let mut teams = BTreeMap::new();
+    let mut users = BTreeMap::new();
+    let mut orgs = BTreeMap::new();
+    let add = |map: &mut BTreeMap<String, i64>, id: Option<&str>, cost: i64| -> Result<()> {
+        if let Some(id) = id {
+            let total = map.entry(id.to_owned()).or_insert(0);
+            *total = total
+                .checked_add(cost)
+                .ok_or_else(|| StoreError::invalid("cost", "sum overflows"))?;
+        }
+        Ok(())
+    };
+    for e in entries {
+        let cost = e.cost.nanos();
+        add(
+            &mut keys,
+            e.key_public_id.as_ref().map(PublicId::as_str),
+            cost,
+        )?;
+        add(&mut teams, e.team_id.as_deref(), cost)?;
+        add(&mut users, e.user_id.as_deref(), cost)?;
+        add(&mut orgs, e.organization_id.as_deref(), cost)?;
+    }
+    // Fixed table order, like the lock order inside each table: no deadlock cycles.
+    add_spend(&mut *conn, "virtual_keys", "public_id", &keys).await?;
+    add_spend(&mut *conn, "teams", "team_id", &teams).await?;
+    add_spend(&mut *conn, "users", "user_id", &users).await?;
+    add_spend(&mut *conn, "organizations", "organization_id", &orgs).await?;
+    Ok(())
+}
+
+impl This {
+    /// `record_spend` when some rows may already be stored: inserts with `RETURNING` and counts
+    /// only the rows that went in.
+    async fn record_spend_skipping_known(
+        &self,
+        batch_len: usize,
+        unique: &[&SpendEntry],
+    ) -> Result<SpendOutcome> {
+        let mut tx = self.begin_write().await?;
+        let mut inserted: HashSet<String> = HashSet::new();
+        for chunk in unique.chunks(rows_per_chunk(SPEND_COLS.len())) {
+            let rows = chunk
+                .iter()
+                .map(|e| spend_args(e))
+                .collect::<Result<Vec<_>>>()?;
+            let mut qb = QueryBuilder::<Db>::new(format!(
+                "INSERT INTO spend_logs ({}) ",
+                SPEND_COLS.join(", ")
+            ));
+            qb.push_values(rows, |mut b, row| {
+                for arg in row {
+                    push_arg(&mut b, arg);
+                }
+            });
+            qb.push(" ON CONFLICT (request_id) DO NOTHING RETURNING request_id");
+            let ids: Vec<String> = qb
+                .build_query_scalar()
+                .persistent(false)
+                .fetch_all(&mut *tx)
+                .await
+                .map_err(db_err)?;
+            inserted.extend(ids);
+        }
+        add_spend_totals(
+            &mut tx,
+            unique
+                .iter()
+                .copied()
+                .filter(|e| inserted.contains(&e.request_id)),
+        )
+        .await?;
+        tx.commit().await.map_err(db_err)?;
+        Ok(SpendOutcome {
+            recorded: inserted.len(),
+            duplicates: batch_len - inserted.len(),
+        })
+    }
 }
 
 fn decode_spend(row: &DbRow) -> Result<SpendEntry> {
@@ -2762,66 +2941,26 @@ impl SpendStore for This {
                 unique.push(e);
             }
         }
-        let mut tx = self.begin_write().await?;
-        let mut inserted: HashSet<String> = HashSet::new();
-        let per_chunk = rows_per_chunk(SPEND_COLS.len());
-        for chunk in unique.chunks(per_chunk) {
-            let rows = chunk
-                .iter()
-                .map(|e| spend_args(e))
-                .collect::<Result<Vec<_>>>()?;
-            let mut qb = QueryBuilder::<Db>::new(format!(
-                "INSERT INTO spend_logs ({}) ",
-                SPEND_COLS.join(", ")
-            ));
-            qb.push_values(rows, |mut b, row| {
-                for arg in row {
-                    push_arg(&mut b, arg);
-                }
+        if unique.is_empty() {
+            return Ok(SpendOutcome {
+                recorded: 0,
+                duplicates: batch.len(),
             });
-            qb.push(" ON CONFLICT (request_id) DO NOTHING RETURNING request_id");
-            let ids: Vec<String> = qb
-                .build_query_scalar()
-                .persistent(chunk.len() == 1)
-                .fetch_all(&mut *tx)
-                .await
-                .map_err(db_err)?;
-            inserted.extend(ids);
         }
-
-        let mut keys = BTreeMap::new();
-        let mut teams = BTreeMap::new();
-        let mut users = BTreeMap::new();
-        let mut orgs = BTreeMap::new();
-        let add = |map: &mut BTreeMap<String, i64>, id: Option<&str>, cost: i64| -> Result<()> {
-            if let Some(id) = id {
-                let total = map.entry(id.to_owned()).or_insert(0);
-                *total = total
-                    .checked_add(cost)
-                    .ok_or_else(|| StoreError::invalid("cost", "sum overflows"))?;
-            }
-            Ok(())
-        };
-        for e in unique.iter().filter(|e| inserted.contains(&e.request_id)) {
-            let cost = e.cost.nanos();
-            add(
-                &mut keys,
-                e.key_public_id.as_ref().map(PublicId::as_str),
-                cost,
-            )?;
-            add(&mut teams, e.team_id.as_deref(), cost)?;
-            add(&mut users, e.user_id.as_deref(), cost)?;
-            add(&mut orgs, e.organization_id.as_deref(), cost)?;
+        // The common case: no row is in the store yet. Plain inserts (no conflict clause: the
+        // database checks the key once, as it inserts; see `dialect::insert_spend`); if a row
+        // turns out to be there already (a batch retried after a commit whose answer was
+        // lost), undo and take the path that learns which ones.
+        let mut tx = self.begin_write().await?;
+        if !dialect::insert_spend(&mut tx, &unique).await? {
+            tx.rollback().await.map_err(db_err)?;
+            return self.record_spend_skipping_known(batch.len(), &unique).await;
         }
-        // Fixed table order, like the lock order inside each table: no deadlock cycles.
-        add_spend(&mut tx, "virtual_keys", "public_id", &keys).await?;
-        add_spend(&mut tx, "teams", "team_id", &teams).await?;
-        add_spend(&mut tx, "users", "user_id", &users).await?;
-        add_spend(&mut tx, "organizations", "organization_id", &orgs).await?;
+        add_spend_totals(&mut tx, unique.iter().copied()).await?;
         tx.commit().await.map_err(db_err)?;
         Ok(SpendOutcome {
-            recorded: inserted.len(),
-            duplicates: batch.len() - inserted.len(),
+            recorded: unique.len(),
+            duplicates: batch.len() - unique.len(),
         })
     }
 

@@ -56,6 +56,15 @@ mod dialect {
         Some((table.to_owned(), column.to_owned()))
     }
 
+    /// Spend rows: multi-row `INSERT`s of fixed sizes, each prepared once per connection.
+    /// `Ok(false)` when a row's request id is stored already.
+    pub async fn insert_spend(
+        conn: &mut sqlx::SqliteConnection,
+        rows: &[&crate::store::SpendEntry],
+    ) -> Result<bool, crate::store::StoreError> {
+        super::sql::insert_spend_values(conn, rows).await
+    }
+
     /// SQLite does not report the offending value.
     pub fn violation_value(_: &dyn DatabaseError) -> Option<String> {
         None

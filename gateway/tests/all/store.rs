@@ -276,6 +276,7 @@ mod conformance {
         bad_input_is_rejected_and_nothing_written,
         spend_totals_exact_under_200_concurrent_calls,
         spend_is_counted_once_per_request_id,
+        large_batches_keep_every_row_and_skip_known_ones,
         spend_logs_filter_and_page,
         due_budgets_reset_spend_and_move_to_next_period,
         audit_entries_record_changes_without_secret_values,
@@ -1847,6 +1848,65 @@ mod conformance {
             .unwrap();
         assert_eq!(ctx.raw_i64("SELECT COUNT(*) FROM spend_logs").await, 3);
         assert_eq!(s.record_spend(&[]).await.unwrap(), SpendOutcome::default());
+    }
+
+    /// Batches are written in fixed statement sizes (64, 16, 4, 1 rows); a batch with rows
+    /// already stored takes the slower path that skips them. Both keep every other row and
+    /// count it once, with its values intact.
+    async fn large_batches_keep_every_row_and_skip_known_ones(ctx: Ctx) {
+        let s = ctx.store();
+        let (_, k) = new_key(None);
+        s.insert_key(&actor(), &k).await.unwrap();
+        // 85 = 64 + 16 + 4 + 1: every statement size once.
+        let batch: Vec<SpendEntry> = (0..85)
+            .map(|i| {
+                let mut e = spend_entry(&format!("big-{i:03}"), &k.public_id, 1_000 + i);
+                e.prompt_tokens = i as u64;
+                e
+            })
+            .collect();
+        let expected: i64 = (0..85).map(|i| 1_000 + i).sum();
+        assert_eq!(
+            s.record_spend(&batch).await.unwrap(),
+            SpendOutcome {
+                recorded: 85,
+                duplicates: 0
+            }
+        );
+        // Three of the next batch's rows are stored already (a retried batch, say).
+        let mut next: Vec<SpendEntry> = (85..170)
+            .map(|i| spend_entry(&format!("big-{i:03}"), &k.public_id, 10))
+            .collect();
+        next[0] = batch[0].clone();
+        next[40] = batch[40].clone();
+        next[84] = batch[84].clone();
+        assert_eq!(
+            s.record_spend(&next).await.unwrap(),
+            SpendOutcome {
+                recorded: 82,
+                duplicates: 3
+            }
+        );
+        assert_eq!(ctx.raw_i64("SELECT COUNT(*) FROM spend_logs").await, 167);
+        assert_eq!(
+            s.key_by_public_id(&k.public_id)
+                .await
+                .unwrap()
+                .unwrap()
+                .spend,
+            Usd::from_nanos(expected + 82 * 10)
+        );
+        // Values land in their columns.
+        assert_eq!(
+            ctx.raw_i64("SELECT prompt_tokens FROM spend_logs WHERE request_id = 'big-077'")
+                .await,
+            77
+        );
+        assert_eq!(
+            ctx.raw_i64("SELECT cost FROM spend_logs WHERE request_id = 'big-077'")
+                .await,
+            1_077
+        );
     }
 
     async fn spend_logs_filter_and_page(ctx: Ctx) {
