@@ -32,8 +32,8 @@ use crate::error::ApiError;
 use crate::keys::auth::{presented_token, Authenticator, MasterKeyAuth};
 use crate::keys::cache::KeyCache;
 use crate::keys::global::GlobalRouterSettings;
-use crate::keys::limits::Limiters;
-use crate::keys::spend::{Ledger, SpendRecorder};
+use crate::keys::limits::Subjects;
+use crate::keys::spend::SpendRecorder;
 use crate::keys::virtual_key::VirtualKeyAuth;
 use crate::metrics::Metrics;
 use crate::providers::ProviderClient;
@@ -58,8 +58,8 @@ pub struct AppInner {
     pub store: Option<Arc<dyn Store>>,
     /// Resolved virtual keys; admin changes invalidate it.
     pub key_cache: Arc<KeyCache>,
-    /// rpm/tpm/parallel counters per key and team.
-    pub limiters: Arc<Limiters>,
+    /// Per key and team: limit windows, requests in flight, spend not yet in the store.
+    pub subjects: Arc<Subjects>,
     /// Writes spend to the store in batches (with a store only).
     pub spend: Option<SpendRecorder>,
 }
@@ -96,15 +96,13 @@ impl AppState {
             .or_else(|| config.general_settings.master_key.clone());
         let master = MasterKeyAuth::new(master_key, Arc::clone(&global_settings));
         let key_cache = Arc::new(KeyCache::new());
-        let limiters = Arc::new(Limiters::default());
-        let ledger = Arc::new(Ledger::default());
+        let subjects = Arc::new(Subjects::default());
         let auth: Arc<dyn Authenticator> = match &opts.store {
             Some(store) => Arc::new(VirtualKeyAuth::new(
                 master,
                 Arc::clone(store),
                 Arc::clone(&key_cache),
-                Arc::clone(&limiters),
-                Arc::clone(&ledger),
+                Arc::clone(&subjects),
                 Arc::clone(&global_settings),
                 Arc::clone(&router),
             )),
@@ -112,11 +110,7 @@ impl AppState {
         };
         let spend = opts.store.as_ref().map(|store| {
             let cache = Arc::clone(&key_cache);
-            SpendRecorder::new(
-                Arc::clone(store),
-                ledger,
-                Arc::new(move || cache.invalidate_all()),
-            )
+            SpendRecorder::new(Arc::clone(store), Arc::new(move || cache.invalidate_all()))
         });
         let max_body = config
             .general_settings
@@ -132,7 +126,7 @@ impl AppState {
             max_body,
             store: opts.store,
             key_cache,
-            limiters,
+            subjects,
             spend,
         }))
     }

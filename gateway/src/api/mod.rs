@@ -282,19 +282,16 @@ impl UsageSink {
         };
         let tokens = prompt_tokens.saturating_add(completion_tokens);
         if key.limits.tpm.is_some() {
-            self.state.limiters.tokens.add(&key.subject, tokens);
+            key.subject.add_tokens(tokens);
         }
         if let (Some(team), Some(l)) = (&key.team_subject, &key.team_limits) {
             if l.tpm.is_some() {
-                self.state.limiters.tokens.add(team, tokens);
+                team.add_tokens(tokens);
             }
         }
         if let Some(spend) = &self.state.spend {
             spend.record(Usage {
-                key_public_id: Some(key.public_id.clone()),
-                team_id: key.team_id.clone(),
-                user_id: key.user_id.clone(),
-                organization_id: key.organization_id.clone(),
+                key: std::sync::Arc::clone(key),
                 model_group: group.to_string(),
                 deployment_id: deployment.id.0.clone(),
                 prompt_tokens,

@@ -13,8 +13,7 @@ use subtle::ConstantTimeEq;
 
 use super::effective::EffectiveRouterSettings;
 use super::global::GlobalRouterSettings;
-use super::limits::ParallelGuard;
-use super::spend::LedgerEntry;
+use super::limits::{LedgerEntry, ParallelGuard, Subject};
 use crate::error::ApiError;
 use crate::store::Usd;
 
@@ -27,8 +26,8 @@ pub enum Principal {
     Master,
     /// A virtual key, by its public id (never the secret).
     VirtualKey {
-        public_id: String,
-        alias: Option<String>,
+        public_id: Arc<str>,
+        alias: Option<Arc<str>>,
     },
 }
 
@@ -63,10 +62,10 @@ pub struct SubjectLimits {
 #[derive(Debug, Clone)]
 pub struct KeyContext {
     pub public_id: String,
-    /// The key's subject in the limiters and the ledger (`k:<public id>`), made once.
-    pub subject: String,
-    /// The team's subject (`t:<team id>`), when the key belongs to a team.
-    pub team_subject: Option<String>,
+    /// The key's limit windows, requests in flight and spend (`k:<public id>`).
+    pub subject: Arc<Subject>,
+    /// The team's (`t:<team id>`), when the key belongs to a team.
+    pub team_subject: Option<Arc<Subject>>,
     pub alias: Option<String>,
     pub team_id: Option<String>,
     pub user_id: Option<String>,

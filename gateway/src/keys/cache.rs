@@ -1,5 +1,6 @@
-//! In-memory cache of resolved virtual keys (hash → context) so the proxy hot path never
-//! touches the database. Entries live for a short TTL; admin changes invalidate everything.
+//! In-memory cache of resolved virtual keys (SHA-256 of the presented key → context) so the
+//! proxy hot path never touches the database. Entries live for a short TTL; admin changes
+//! invalidate everything.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -33,15 +34,20 @@ struct Entry {
     until: Instant,
 }
 
-/// Hash → resolved key (or a negative entry). A generation counter stops a lookup that
+/// A key's SHA-256.
+pub type Digest = [u8; 32];
+
+/// Digest → resolved key (or a negative entry). A generation counter stops a lookup that
 /// started before an invalidation from caching stale data.
 #[derive(Debug, Default)]
 pub struct KeyCache {
-    entries: Mutex<HashMap<String, Entry>>,
+    /// Keyed hashing (the default): clients choose what they present, so they could grind
+    /// digests that collide in an unkeyed table of cached unknown keys.
+    entries: Mutex<HashMap<Digest, Entry>>,
     generation: AtomicU64,
 }
 
-/// What the cache knows about a hash.
+/// What the cache knows about a digest.
 pub enum Cached {
     Miss,
     Known(Option<Arc<ResolvedKey>>),
@@ -56,12 +62,12 @@ impl KeyCache {
         self.generation.load(Ordering::Acquire)
     }
 
-    pub fn get(&self, hash: &str) -> Cached {
+    pub fn get(&self, digest: &Digest) -> Cached {
         let now = Instant::now();
         let Ok(map) = self.entries.lock() else {
             return Cached::Miss;
         };
-        match map.get(hash) {
+        match map.get(digest) {
             Some(e) if e.until > now => Cached::Known(e.value.clone()),
             _ => Cached::Miss,
         }
@@ -69,16 +75,16 @@ impl KeyCache {
 
     /// A resolved key whose TTL ran out less than [`STALE_GRACE`] ago: what the proxy serves
     /// with while the store cannot be reached. Negative entries are never served stale.
-    pub fn get_stale(&self, hash: &str) -> Option<Arc<ResolvedKey>> {
+    pub fn get_stale(&self, digest: &Digest) -> Option<Arc<ResolvedKey>> {
         let now = Instant::now();
         let map = self.entries.lock().ok()?;
-        map.get(hash)
+        map.get(digest)
             .filter(|e| e.until + STALE_GRACE > now)
             .and_then(|e| e.value.clone())
     }
 
     /// Caches `value` unless the cache was invalidated since `generation` was read.
-    pub fn put(&self, hash: &str, value: Option<Arc<ResolvedKey>>, generation: u64) {
+    pub fn put(&self, digest: &Digest, value: Option<Arc<ResolvedKey>>, generation: u64) {
         let ttl = if value.is_some() {
             POSITIVE_TTL
         } else {
@@ -98,7 +104,7 @@ impl KeyCache {
             }
         }
         map.insert(
-            hash.to_string(),
+            *digest,
             Entry {
                 value,
                 until: now + ttl,

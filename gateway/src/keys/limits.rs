@@ -1,28 +1,70 @@
-//! Per-key and per-team usage limits, in memory, checked at authentication: `rpm_limit`
-//! (requests per minute), `tpm_limit` (tokens per minute, counted when a response reports its
-//! usage) and `max_parallel_requests` (requests in flight). Over a limit → 429 with
-//! `Retry-After`. Windows are fixed one-minute windows per subject (`k:<public id>`,
-//! `t:<team id>`); nothing here touches the store.
+//! Per-key and per-team usage limits and spend, in memory, checked at authentication:
+//! `rpm_limit` (requests per minute), `tpm_limit` (tokens per minute, counted when a response
+//! reports its usage), `max_parallel_requests` (requests in flight) and the spend recorded
+//! since the key was read from the store. Over a limit → 429 with `Retry-After`. Windows are
+//! fixed one-minute windows per subject (`k:<public id>`, `t:<team id>`); nothing here touches
+//! the store.
+//!
+//! Each subject's counters live in one shared [`Subject`], found by name in [`Subjects`] when a
+//! key is resolved (a key-cache miss) and then held by the cached key: a request updates its
+//! key's and team's counters directly, with no map lookup and no lock shared with other keys.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::time::Instant;
 
+use crate::store::Usd;
+
 const WINDOW: Duration = Duration::from_secs(60);
-/// Windows kept before stale ones are swept.
-const MAX_WINDOWS: usize = 100_000;
+/// Subjects kept before idle ones (no cached key holds them, nothing in flight, nothing
+/// unflushed) are swept.
+const MAX_SUBJECTS: usize = 100_000;
 /// How long a client is told to wait when its parallel-request limit is reached.
 pub const PARALLEL_RETRY_AFTER: Duration = Duration::from_secs(1);
 
-/// Every limiter the proxy checks, shared by authentication (checks) and the handlers (token
-/// counts after a response).
+/// Every subject the proxy counts for, by name.
 #[derive(Debug, Default)]
-pub struct Limiters {
-    pub requests: MinuteCounter,
-    pub tokens: MinuteCounter,
-    pub parallel: Arc<ParallelLimiter>,
+pub struct Subjects {
+    by_name: Mutex<HashMap<String, Arc<Subject>>>,
+}
+
+impl Subjects {
+    /// The counters of `name`, made on first use.
+    pub fn get(&self, name: &str) -> Arc<Subject> {
+        let mut map = self.by_name.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(s) = map.get(name) {
+            return Arc::clone(s);
+        }
+        if map.len() >= MAX_SUBJECTS {
+            sweep(&mut map, Instant::now());
+        }
+        let s = Arc::new(Subject::new(name));
+        map.insert(name.to_string(), Arc::clone(&s));
+        s
+    }
+
+    /// The ledger entry of `name` (zero when nothing was recorded for it).
+    pub fn ledger(&self, name: &str) -> LedgerEntry {
+        let map = self.by_name.lock().unwrap_or_else(|p| p.into_inner());
+        map.get(name).map(|s| s.ledger()).unwrap_or_default()
+    }
+}
+
+/// Forgets subjects no cached key holds and that have nothing to lose (see [`Subject::is_idle`]).
+fn sweep(map: &mut HashMap<String, Arc<Subject>>, now: Instant) {
+    map.retain(|_, s| Arc::strong_count(s) > 1 || !s.is_idle(now));
+}
+
+/// Subject names.
+pub fn key_subject(public_id: &str) -> String {
+    format!("k:{public_id}")
+}
+
+pub fn team_subject(team_id: &str) -> String {
+    format!("t:{team_id}")
 }
 
 #[derive(Debug)]
@@ -31,37 +73,65 @@ struct Window {
     count: u64,
 }
 
-/// Counts per subject for the current minute (requests or tokens).
-#[derive(Debug, Default)]
-pub struct MinuteCounter {
-    windows: Mutex<HashMap<String, Window>>,
+impl Window {
+    /// The window at `now`: a fresh one when a minute has passed since this one started.
+    fn current(&mut self, now: Instant) -> &mut Self {
+        if now.duration_since(self.start) >= WINDOW {
+            self.start = now;
+            self.count = 0;
+        }
+        self
+    }
 }
 
-impl MinuteCounter {
-    fn with_window<T>(&self, subject: &str, f: impl FnOnce(&mut Window, Instant) -> T) -> T {
-        let now = Instant::now();
-        let mut map = self.windows.lock().unwrap_or_else(|p| p.into_inner());
-        if map.len() >= MAX_WINDOWS {
-            map.retain(|_, w| now.duration_since(w.start) < WINDOW);
+/// One subject's counters: request and token windows, requests in flight, and spend this
+/// process recorded (all of it, and the part already written to the store).
+#[derive(Debug)]
+pub struct Subject {
+    name: String,
+    requests: Mutex<Window>,
+    tokens: Mutex<Window>,
+    in_flight: AtomicU64,
+    recorded: AtomicI64,
+    flushed: AtomicI64,
+}
+
+/// Spend recorded for a subject in this process, in nano-dollars: everything, and the part
+/// already written to the store.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct LedgerEntry {
+    pub recorded: Usd,
+    pub flushed: Usd,
+}
+
+impl Subject {
+    fn new(name: &str) -> Self {
+        let start = Instant::now();
+        Subject {
+            name: name.to_string(),
+            requests: Mutex::new(Window { start, count: 0 }),
+            tokens: Mutex::new(Window { start, count: 0 }),
+            in_flight: AtomicU64::new(0),
+            recorded: AtomicI64::new(0),
+            flushed: AtomicI64::new(0),
         }
-        let w = match map.get_mut(subject) {
-            Some(w) => w,
-            None => map.entry(subject.to_string()).or_insert(Window {
-                start: now,
-                count: 0,
-            }),
-        };
-        if now.duration_since(w.start) >= WINDOW {
-            w.start = now;
-            w.count = 0;
-        }
-        f(w, now)
     }
 
-    /// Counts one for `subject`; `Err(wait)` (and nothing counted) when that would exceed
-    /// `limit` this minute.
-    pub fn try_count(&self, subject: &str, limit: u64) -> Result<(), Duration> {
-        self.with_window(subject, |w, now| {
+    /// `k:<public id>` or `t:<team id>`.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn window<T>(w: &Mutex<Window>, f: impl FnOnce(&mut Window, Instant) -> T) -> T {
+        let now = Instant::now();
+        let mut w = w.lock().unwrap_or_else(|p| p.into_inner());
+        f(w.current(now), now)
+    }
+
+    /// Counts one request; `Err(wait)` (and nothing counted) when that would exceed `limit`
+    /// this minute.
+    pub fn try_count_request(&self, limit: u64) -> Result<(), Duration> {
+        Self::window(&self.requests, |w, now| {
             if w.count >= limit {
                 return Err(WINDOW.saturating_sub(now.duration_since(w.start)));
             }
@@ -70,9 +140,9 @@ impl MinuteCounter {
         })
     }
 
-    /// `Err(wait)` when `subject` has already used `limit` this minute; counts nothing.
-    pub fn check(&self, subject: &str, limit: u64) -> Result<(), Duration> {
-        self.with_window(subject, |w, now| {
+    /// `Err(wait)` when this minute's tokens have already reached `limit`; counts nothing.
+    pub fn check_tokens(&self, limit: u64) -> Result<(), Duration> {
+        Self::window(&self.tokens, |w, now| {
             if w.count >= limit {
                 Err(WINDOW.saturating_sub(now.duration_since(w.start)))
             } else {
@@ -81,78 +151,90 @@ impl MinuteCounter {
         })
     }
 
-    /// Adds `n` to `subject`'s count this minute.
-    pub fn add(&self, subject: &str, n: u64) {
-        self.with_window(subject, |w, _| w.count = w.count.saturating_add(n));
+    /// Adds `n` tokens to this minute's count.
+    pub fn add_tokens(&self, n: u64) {
+        Self::window(&self.tokens, |w, _| w.count = w.count.saturating_add(n));
+    }
+
+    /// Requests in flight now.
+    pub fn in_flight(&self) -> u64 {
+        self.in_flight.load(Ordering::Acquire)
+    }
+
+    /// Adds `cost` to the spend recorded (`flushed = false`) or written to the store.
+    pub fn add_spend(&self, cost: Usd, flushed: bool) {
+        let counter = if flushed {
+            &self.flushed
+        } else {
+            &self.recorded
+        };
+        let _ = counter.fetch_update(Ordering::AcqRel, Ordering::Acquire, |v| {
+            v.checked_add(cost.nanos())
+        });
+    }
+
+    pub fn ledger(&self) -> LedgerEntry {
+        LedgerEntry {
+            recorded: Usd::from_nanos(self.recorded.load(Ordering::Acquire)),
+            flushed: Usd::from_nanos(self.flushed.load(Ordering::Acquire)),
+        }
+    }
+
+    /// Spend now, given the store's total read when `at_read` was the ledger entry: the store's
+    /// total plus what this process recorded that the store had not seen at that read. A flush
+    /// racing the read makes this high by at most one batch: the safe direction.
+    pub fn spend_since(&self, stored: Usd, at_read: LedgerEntry) -> Usd {
+        let unflushed_at_read = self.recorded.load(Ordering::Acquire) - at_read.flushed.nanos();
+        Usd::from_nanos(stored.nanos().saturating_add(unflushed_at_read.max(0)))
+    }
+
+    /// Nothing to lose by forgetting it: no window running, nothing in flight or unflushed.
+    fn is_idle(&self, now: Instant) -> bool {
+        let expired = |w: &Mutex<Window>| {
+            let w = w.lock().unwrap_or_else(|p| p.into_inner());
+            w.count == 0 || now.duration_since(w.start) >= WINDOW
+        };
+        self.in_flight() == 0
+            && self.recorded.load(Ordering::Acquire) == self.flushed.load(Ordering::Acquire)
+            && expired(&self.requests)
+            && expired(&self.tokens)
     }
 }
 
-/// Requests in flight per subject.
-#[derive(Debug, Default)]
-pub struct ParallelLimiter {
-    in_flight: Mutex<HashMap<String, u64>>,
-}
-
-/// Holds one in-flight slot per subject until dropped (the end of the response body).
+/// One in-flight slot on each of up to two subjects (a key and its team), released on drop
+/// (the end of the response body).
 #[derive(Debug)]
 pub struct ParallelGuard {
-    limiter: Arc<ParallelLimiter>,
-    subjects: Vec<String>,
+    held: [Option<Arc<Subject>>; 2],
 }
 
 impl Drop for ParallelGuard {
     fn drop(&mut self) {
-        let mut map = self
-            .limiter
-            .in_flight
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
-        for s in &self.subjects {
-            if let Some(n) = map.get_mut(s) {
-                *n = n.saturating_sub(1);
-                if *n == 0 {
-                    map.remove(s);
-                }
-            }
+        for s in self.held.iter().flatten() {
+            s.in_flight.fetch_sub(1, Ordering::AcqRel);
         }
     }
 }
 
-impl ParallelLimiter {
-    /// Takes a slot for every `(subject, limit)`, all or none. `Err(subject)` names the first
-    /// subject at its limit.
-    pub fn acquire(
-        self: &Arc<Self>,
-        wanted: &[(&str, u64)],
-    ) -> Result<Option<ParallelGuard>, String> {
-        if wanted.is_empty() {
-            return Ok(None);
-        }
-        let mut map = self.in_flight.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some((s, _)) = wanted
-            .iter()
-            .find(|(s, limit)| map.get(*s).copied().unwrap_or(0) >= *limit)
-        {
-            return Err((*s).to_string());
-        }
-        for (s, _) in wanted {
-            *map.entry((*s).to_string()).or_insert(0) += 1;
-        }
-        Ok(Some(ParallelGuard {
-            limiter: Arc::clone(self),
-            subjects: wanted.iter().map(|(s, _)| (*s).to_string()).collect(),
-        }))
+/// Takes an in-flight slot on every `(subject, limit)`, all or none. `Err(subject)` is the
+/// first subject at its limit. A slot is counted before it is checked, so two requests racing
+/// for the last slot can both be refused, but never both admitted.
+pub fn acquire_parallel(
+    wanted: [Option<(&Arc<Subject>, u64)>; 2],
+) -> Result<Option<ParallelGuard>, Arc<Subject>> {
+    if wanted.iter().all(Option::is_none) {
+        return Ok(None);
     }
-
-    /// Requests in flight for `subject` now.
-    pub fn current(&self, subject: &str) -> u64 {
-        self.in_flight
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(subject)
-            .copied()
-            .unwrap_or(0)
+    let mut guard = ParallelGuard { held: [None, None] };
+    for (slot, (s, limit)) in wanted.into_iter().flatten().enumerate() {
+        let before = s.in_flight.fetch_add(1, Ordering::AcqRel);
+        guard.held[slot] = Some(Arc::clone(s));
+        if before >= limit {
+            // Dropping the guard gives back every slot taken so far, this one included.
+            return Err(Arc::clone(s));
+        }
     }
+    Ok(Some(guard))
 }
 
 #[cfg(test)]
@@ -161,42 +243,111 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn request_limit_resets_after_the_window() {
-        let l = MinuteCounter::default();
-        assert!(l.try_count("k", 2).is_ok());
-        assert!(l.try_count("k", 2).is_ok());
-        let wait = l.try_count("k", 2).unwrap_err();
+        let subjects = Subjects::default();
+        let k = subjects.get("k");
+        assert!(k.try_count_request(2).is_ok());
+        assert!(k.try_count_request(2).is_ok());
+        let wait = k.try_count_request(2).unwrap_err();
         assert!(wait > Duration::from_secs(59));
-        assert!(l.try_count("other", 2).is_ok());
+        assert!(subjects.get("other").try_count_request(2).is_ok());
+        // The same name is the same counters.
+        assert!(subjects.get("k").try_count_request(2).is_err());
         tokio::time::advance(WINDOW).await;
-        assert!(l.try_count("k", 2).is_ok());
+        assert!(k.try_count_request(2).is_ok());
     }
 
     #[tokio::test(start_paused = true)]
     async fn token_limit_blocks_once_the_minute_is_used_up() {
-        let l = MinuteCounter::default();
-        assert!(l.check("k", 100).is_ok());
-        l.add("k", 60);
-        assert!(l.check("k", 100).is_ok());
-        l.add("k", 60);
-        assert!(l.check("k", 100).is_err());
+        let k = Subjects::default().get("k");
+        assert!(k.check_tokens(100).is_ok());
+        k.add_tokens(60);
+        assert!(k.check_tokens(100).is_ok());
+        k.add_tokens(60);
+        assert!(k.check_tokens(100).is_err());
         tokio::time::advance(WINDOW).await;
-        assert!(l.check("k", 100).is_ok());
+        assert!(k.check_tokens(100).is_ok());
     }
 
     #[test]
     fn parallel_slots_are_taken_all_or_none_and_freed_on_drop() {
-        let l = Arc::new(ParallelLimiter::default());
-        let a = l.acquire(&[("k:a", 1), ("t:x", 2)]).unwrap();
-        assert_eq!(l.current("t:x"), 1);
+        let subjects = Subjects::default();
+        let (ka, kb, kc, tx) = (
+            subjects.get("k:a"),
+            subjects.get("k:b"),
+            subjects.get("k:c"),
+            subjects.get("t:x"),
+        );
+        let a = acquire_parallel([Some((&ka, 1)), Some((&tx, 2))]).unwrap();
+        assert_eq!(tx.in_flight(), 1);
         // k:a is full: nothing is taken for t:x either.
-        assert_eq!(l.acquire(&[("t:x", 2), ("k:a", 1)]).unwrap_err(), "k:a");
-        assert_eq!(l.current("t:x"), 1);
-        let b = l.acquire(&[("k:b", 1), ("t:x", 2)]).unwrap();
-        assert_eq!(l.acquire(&[("k:c", 1), ("t:x", 2)]).unwrap_err(), "t:x");
+        let refused = acquire_parallel([Some((&tx, 2)), Some((&ka, 1))]).unwrap_err();
+        assert_eq!(refused.name(), "k:a");
+        assert_eq!((tx.in_flight(), ka.in_flight()), (1, 1));
+        let b = acquire_parallel([Some((&kb, 1)), Some((&tx, 2))]).unwrap();
+        let refused = acquire_parallel([Some((&kc, 1)), Some((&tx, 2))]).unwrap_err();
+        assert_eq!(refused.name(), "t:x");
+        assert_eq!(kc.in_flight(), 0);
         drop(a);
         drop(b);
-        assert_eq!(l.current("t:x"), 0);
-        assert!(l.acquire(&[("k:a", 1)]).unwrap().is_some());
-        assert!(l.acquire(&[]).unwrap().is_none());
+        assert_eq!((tx.in_flight(), ka.in_flight(), kb.in_flight()), (0, 0, 0));
+        assert!(acquire_parallel([Some((&ka, 1)), None]).unwrap().is_some());
+        assert!(acquire_parallel([None, None]).unwrap().is_none());
+    }
+
+    #[test]
+    fn parallel_limit_holds_under_concurrency() {
+        let k = Subjects::default().get("k");
+        let admitted = AtomicU64::new(0);
+        let peak = AtomicU64::new(0);
+        std::thread::scope(|scope| {
+            for _ in 0..4 {
+                scope.spawn(|| {
+                    for _ in 0..2_000 {
+                        if let Ok(g) = acquire_parallel([Some((&k, 3)), None]) {
+                            let now = admitted.fetch_add(1, Ordering::SeqCst) + 1;
+                            peak.fetch_max(now, Ordering::SeqCst);
+                            admitted.fetch_sub(1, Ordering::SeqCst);
+                            drop(g);
+                        }
+                    }
+                });
+            }
+        });
+        assert!(peak.load(Ordering::SeqCst) <= 3);
+        assert_eq!(k.in_flight(), 0);
+    }
+
+    #[test]
+    fn spend_since_counts_only_what_the_store_had_not_seen() {
+        let subjects = Subjects::default();
+        let k = subjects.get("k:a");
+        k.add_spend(Usd::from_nanos(10), false);
+        k.add_spend(Usd::from_nanos(10), true); // flushed: the store's 100 includes it
+        let at_read = subjects.ledger("k:a");
+        let stored = Usd::from_nanos(100);
+        assert_eq!(k.spend_since(stored, at_read), Usd::from_nanos(100));
+        k.add_spend(Usd::from_nanos(5), false);
+        assert_eq!(k.spend_since(stored, at_read), Usd::from_nanos(105));
+        // Flushing later does not double count.
+        k.add_spend(Usd::from_nanos(5), true);
+        assert_eq!(k.spend_since(stored, at_read), Usd::from_nanos(105));
+        assert_eq!(subjects.ledger("nobody"), LedgerEntry::default());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn only_idle_unheld_subjects_are_swept() {
+        let subjects = Subjects::default();
+        let held = subjects.get("k:held");
+        held.try_count_request(10).unwrap();
+        let unflushed = subjects.get("k:unflushed");
+        unflushed.add_spend(Usd::from_nanos(1), false);
+        drop(unflushed);
+        drop(subjects.get("k:idle"));
+        tokio::time::advance(WINDOW).await;
+        let mut map = subjects.by_name.lock().unwrap();
+        sweep(&mut map, Instant::now());
+        let mut left: Vec<_> = map.keys().cloned().collect();
+        left.sort();
+        assert_eq!(left, ["k:held", "k:unflushed"]);
     }
 }

@@ -1,19 +1,27 @@
 //! Spend: what each request cost (tokens × the serving deployment's `model_info` prices), kept
-//! in memory per key and team so budget checks never wait on the database, and written to the
-//! store in batches by one background task ([`SpendRecorder`]), flushed on shutdown.
+//! in memory per key and team ([`Subject`]) so budget checks never wait on the database, and
+//! written to the store in batches by one background task ([`SpendRecorder`]), flushed on
+//! shutdown.
 //!
 //! Budget arithmetic without reading the store per request: a key's spend is the total the
 //! store had when the key was resolved, plus what this process recorded since, minus what of
-//! that had already been flushed before the read ([`Ledger`]). A flush racing the read makes
-//! the estimate high by at most one batch until the next resolution: the safe direction.
+//! that had already been flushed before the read ([`Subject::spend_since`]). A flush racing the
+//! read makes the estimate high by at most one batch until the next resolution: the safe
+//! direction.
+//!
+//! The request path only appends to a queue under a short lock; the writer takes the whole
+//! queue once per batch window, builds the spend-log rows and writes them. At thousands of
+//! requests per second a channel message or a wake-up per request costs the proxy more than
+//! the write itself.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::Duration;
 
 use chrono::Utc;
-use tokio::sync::{mpsc, oneshot, Notify};
+use tokio::sync::{oneshot, Notify};
 
+use super::auth::KeyContext;
+use super::limits::Subject;
 use crate::config::Deployment;
 use crate::store::{PublicId, SpendEntry, SpendStatus, Store, Usd};
 
@@ -34,64 +42,11 @@ pub fn cost(d: &Deployment, prompt_tokens: u64, completion_tokens: u64) -> Usd {
         .unwrap_or(Usd::ZERO)
 }
 
-/// Spend this process recorded per subject (`k:<public id>`, `t:<team id>`): everything, and
-/// the part already written to the store.
-#[derive(Debug, Default)]
-pub struct Ledger {
-    by_subject: Mutex<HashMap<String, LedgerEntry>>,
-}
-
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct LedgerEntry {
-    pub recorded: Usd,
-    pub flushed: Usd,
-}
-
-impl Ledger {
-    pub fn entry(&self, subject: &str) -> LedgerEntry {
-        self.lock().get(subject).copied().unwrap_or_default()
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, LedgerEntry>> {
-        self.by_subject.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    fn add(&self, subjects: &[String], cost: Usd, flushed: bool) {
-        let mut map = self.lock();
-        for s in subjects {
-            let e = map.entry(s.clone()).or_default();
-            if flushed {
-                e.flushed = e.flushed.checked_add(cost).unwrap_or(e.flushed);
-            } else {
-                e.recorded = e.recorded.checked_add(cost).unwrap_or(e.recorded);
-            }
-        }
-    }
-
-    /// Spend of `subject` now, given the store's total read when `at_read` was the ledger entry.
-    pub fn spend_since(&self, subject: &str, stored: Usd, at_read: LedgerEntry) -> Usd {
-        let now = self.entry(subject);
-        let unflushed_at_read = now.recorded.nanos() - at_read.flushed.nanos();
-        Usd::from_nanos(stored.nanos().saturating_add(unflushed_at_read.max(0)))
-    }
-}
-
-/// Subject names in the ledger and the limiters.
-pub fn key_subject(public_id: &str) -> String {
-    format!("k:{public_id}")
-}
-
-pub fn team_subject(team_id: &str) -> String {
-    format!("t:{team_id}")
-}
-
 /// One request's spend, as the proxy hands it over.
 #[derive(Debug, Clone)]
 pub struct Usage {
-    pub key_public_id: Option<String>,
-    pub team_id: Option<String>,
-    pub user_id: Option<String>,
-    pub organization_id: Option<String>,
+    /// The virtual key that made the request (its owners and its ledger subjects).
+    pub key: Arc<KeyContext>,
     pub model_group: String,
     pub deployment_id: String,
     pub prompt_tokens: u64,
@@ -100,15 +55,8 @@ pub struct Usage {
     pub start_time: chrono::DateTime<Utc>,
 }
 
-// Nearly every message is an entry: boxing it would add an allocation per request for nothing.
-#[allow(clippy::large_enum_variant)]
-enum Msg {
-    Entry(SpendEntry, Vec<String>),
-    Flush(oneshot::Sender<()>),
-}
-
 /// Hands spend to the background writer. Cheap to clone; the writer starts with the first
-/// entry (inside the runtime) and keeps running until the process ends.
+/// entry (inside the runtime) and stops once every recorder is gone.
 #[derive(Clone)]
 pub struct SpendRecorder {
     inner: Arc<RecorderInner>,
@@ -116,177 +64,198 @@ pub struct SpendRecorder {
 
 struct RecorderInner {
     store: Arc<dyn Store>,
-    ledger: Arc<Ledger>,
-    tx: OnceLock<mpsc::UnboundedSender<Msg>>,
+    queue: Mutex<Queue>,
+    signals: Arc<Signals>,
+    writer: OnceLock<()>,
     on_reset: Arc<dyn Fn() + Send + Sync>,
-    /// Cuts the writer's batch window short when a flush is waiting.
-    flush: Arc<Notify>,
+}
+
+#[derive(Default)]
+struct Queue {
+    entries: Vec<Queued>,
+    /// Flushes waiting for everything queued before them.
+    waiting: Vec<oneshot::Sender<()>>,
+}
+
+/// A queued request: its usage and when it ended.
+struct Queued {
+    usage: Usage,
+    end_time: chrono::DateTime<Utc>,
+}
+
+#[derive(Default)]
+struct Signals {
+    /// The first entry went into an empty queue.
+    arrived: Notify,
+    /// A flush is waiting: cut the batch window short.
+    flush: Notify,
 }
 
 impl SpendRecorder {
     /// `on_reset` runs after budget periods were reset (to drop cached spend).
-    pub fn new(
-        store: Arc<dyn Store>,
-        ledger: Arc<Ledger>,
-        on_reset: Arc<dyn Fn() + Send + Sync>,
-    ) -> Self {
+    pub fn new(store: Arc<dyn Store>, on_reset: Arc<dyn Fn() + Send + Sync>) -> Self {
         SpendRecorder {
             inner: Arc::new(RecorderInner {
                 store,
-                ledger,
-                tx: OnceLock::new(),
+                queue: Mutex::new(Queue::default()),
+                signals: Arc::default(),
+                writer: OnceLock::new(),
                 on_reset,
-                flush: Arc::new(Notify::new()),
             }),
         }
     }
 
-    pub fn ledger(&self) -> &Arc<Ledger> {
-        &self.inner.ledger
+    fn queue(&self) -> std::sync::MutexGuard<'_, Queue> {
+        self.inner.queue.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn sender(&self) -> &mpsc::UnboundedSender<Msg> {
-        self.inner.tx.get_or_init(|| {
-            let (tx, rx) = mpsc::unbounded_channel();
+    fn start_writer(&self) {
+        self.inner.writer.get_or_init(|| {
             tokio::spawn(writer(
-                Arc::clone(&self.inner.store),
-                Arc::clone(&self.inner.ledger),
-                rx,
-                Arc::clone(&self.inner.on_reset),
-                Arc::clone(&self.inner.flush),
+                Arc::downgrade(&self.inner),
+                Arc::clone(&self.inner.signals),
             ));
-            tx
-        })
+        });
     }
 
-    /// Counts `usage` in the ledger at once and queues it for the store.
+    /// Counts `usage` against its key's and team's spend at once and queues it for the store.
     pub fn record(&self, usage: Usage) {
-        let mut subjects = Vec::with_capacity(2);
-        if let Some(k) = &usage.key_public_id {
-            subjects.push(key_subject(k));
+        for s in subjects(&usage.key).into_iter().flatten() {
+            s.add_spend(usage.cost, false);
         }
-        if let Some(t) = &usage.team_id {
-            subjects.push(team_subject(t));
-        }
-        self.inner.ledger.add(&subjects, usage.cost, false);
-        let entry = SpendEntry {
-            request_id: uuid::Uuid::new_v4().to_string(),
-            key_public_id: usage.key_public_id.and_then(|k| PublicId::new(&k).ok()),
-            team_id: usage.team_id,
-            user_id: usage.user_id,
-            organization_id: usage.organization_id,
-            model_group: usage.model_group,
-            deployment_id: Some(usage.deployment_id),
-            prompt_tokens: usage.prompt_tokens,
-            completion_tokens: usage.completion_tokens,
-            cost: usage.cost,
-            status: SpendStatus::Success,
-            start_time: crate::store::truncate_time(usage.start_time),
+        self.start_writer();
+        let queued = Queued {
+            usage,
             end_time: crate::store::now(),
         };
-        if self.sender().send(Msg::Entry(entry, subjects)).is_err() {
-            tracing::error!("spend writer has stopped; spend of this request is not stored");
+        let was_empty = {
+            let mut q = self.queue();
+            q.entries.push(queued);
+            q.entries.len() == 1
+        };
+        if was_empty {
+            self.inner.signals.arrived.notify_one();
         }
     }
 
     /// Waits until everything recorded before this call is in the store (or `deadline` passed;
     /// then `false`). Called on shutdown and by tests.
     pub async fn flush(&self, deadline: Duration) -> bool {
-        let Some(tx) = self.inner.tx.get() else {
+        if self.inner.writer.get().is_none() {
             return true;
-        };
-        let (ack, done) = oneshot::channel();
-        if tx.send(Msg::Flush(ack)).is_err() {
-            return false;
         }
-        self.inner.flush.notify_one();
-        tokio::time::timeout(deadline, done).await.is_ok()
+        let (ack, done) = oneshot::channel();
+        self.queue().waiting.push(ack);
+        self.inner.signals.flush.notify_one();
+        matches!(tokio::time::timeout(deadline, done).await, Ok(Ok(())))
     }
 }
 
-async fn writer(
-    store: Arc<dyn Store>,
-    ledger: Arc<Ledger>,
-    mut rx: mpsc::UnboundedReceiver<Msg>,
-    on_reset: Arc<dyn Fn() + Send + Sync>,
-    flush: Arc<Notify>,
-) {
-    let mut pending = Pending::default();
-    let mut waiting: Vec<oneshot::Sender<()>> = Vec::new();
+/// The ledger subjects a request's spend counts against: its key and the key's team.
+fn subjects(key: &KeyContext) -> [Option<&Arc<Subject>>; 2] {
+    [Some(&key.subject), key.team_subject.as_ref()]
+}
+
+/// The spend-log row of a queued request.
+fn spend_entry(q: &Queued) -> SpendEntry {
+    let u = &q.usage;
+    SpendEntry {
+        request_id: uuid::Uuid::now_v7().to_string(),
+        key_public_id: PublicId::new(&u.key.public_id).ok(),
+        team_id: u.key.team_id.clone(),
+        user_id: u.key.user_id.clone(),
+        organization_id: u.key.organization_id.clone(),
+        model_group: u.model_group.clone(),
+        deployment_id: Some(u.deployment_id.clone()),
+        prompt_tokens: u.prompt_tokens,
+        completion_tokens: u.completion_tokens,
+        cost: u.cost,
+        status: SpendStatus::Success,
+        start_time: crate::store::truncate_time(u.start_time),
+        end_time: q.end_time,
+    }
+}
+
+/// Writes the queue once per batch window until the recorder is gone. Holds the recorder
+/// only while writing (not while waiting), so dropping every [`SpendRecorder`] ends it.
+async fn writer(inner: Weak<RecorderInner>, signals: Arc<Signals>) {
     let mut next_reset = tokio::time::Instant::now() + BUDGET_RESET_EVERY;
+    let mut taken: Vec<Queued> = Vec::new();
     loop {
+        let idle = match inner.upgrade() {
+            Some(i) => {
+                let q = i.queue.lock().unwrap_or_else(|p| p.into_inner());
+                q.entries.is_empty() && q.waiting.is_empty()
+            }
+            None => return,
+        };
         // Wait for work: an entry, a flush request, or the budget-reset tick.
-        if pending.is_empty() && waiting.is_empty() {
+        if idle {
             tokio::select! {
-                m = rx.recv() => match m {
-                    Some(m) => take(m, &mut pending, &mut waiting),
-                    None => return,
-                },
-                _ = tokio::time::sleep_until(next_reset) => {
-                    reset_budgets(&*store, &*on_reset).await;
-                    next_reset = tokio::time::Instant::now() + BUDGET_RESET_EVERY;
-                    continue;
-                }
+                _ = signals.arrived.notified() => {}
+                _ = signals.flush.notified() => {}
+                _ = tokio::time::sleep_until(next_reset) => {}
             }
         }
-        // Let the batch fill for a short window, unless someone is waiting for a flush. The
-        // window is slept through, not woken for each entry: at thousands of requests per
-        // second a wake-up per entry costs the request path more than the write itself.
-        if waiting.is_empty() {
+        let flush_waiting = {
+            let Some(inner) = inner.upgrade() else {
+                return;
+            };
+            if tokio::time::Instant::now() >= next_reset {
+                reset_budgets(&*inner.store, &*inner.on_reset).await;
+                next_reset = tokio::time::Instant::now() + BUDGET_RESET_EVERY;
+            }
+            let q = inner.queue.lock().unwrap_or_else(|p| p.into_inner());
+            !q.waiting.is_empty()
+        };
+        // Let the batch fill for a short window, unless someone is waiting for a flush.
+        if !flush_waiting {
             tokio::select! {
                 _ = tokio::time::sleep(BATCH_WINDOW) => {}
-                _ = flush.notified() => {}
+                _ = signals.flush.notified() => {}
             }
         }
-        // A flush covers everything queued before it: drain what is already in the channel.
-        while let Ok(m) = rx.try_recv() {
-            take(m, &mut pending, &mut waiting);
-        }
-        while !pending.entries.is_empty() {
-            let n = pending.entries.len().min(MAX_BATCH);
-            match store.record_spend(&pending.entries[..n]).await {
+        let Some(inner) = inner.upgrade() else {
+            return;
+        };
+        // Everything queued so far, and the flushes that were waiting for it.
+        let waiting = {
+            let mut q = inner.queue.lock().unwrap_or_else(|p| p.into_inner());
+            std::mem::swap(&mut q.entries, &mut taken);
+            std::mem::take(&mut q.waiting)
+        };
+        let mut rows: Vec<SpendEntry> = taken.iter().map(spend_entry).collect();
+        let mut done = 0;
+        while done < rows.len() {
+            let n = (rows.len() - done).min(MAX_BATCH);
+            match inner.store.record_spend(&rows[done..done + n]).await {
                 Ok(_) => {
-                    for (e, subjects) in pending.entries.drain(..n).zip(pending.subjects.drain(..n))
-                    {
-                        ledger.add(&subjects, e.cost, true);
+                    for q in &taken[done..done + n] {
+                        for s in subjects(&q.usage.key).into_iter().flatten() {
+                            s.add_spend(q.usage.cost, true);
+                        }
                     }
+                    done += n;
                 }
                 Err(e) => {
                     // Request ids make a retried batch count once; keep everything.
-                    tracing::warn!(error = %e, entries = pending.entries.len(), "spend write failed; retrying");
+                    tracing::warn!(error = %e, entries = rows.len() - done, "spend write failed; retrying");
                     tokio::time::sleep(RETRY_PAUSE).await;
-                    if rx.is_closed() && waiting.is_empty() {
+                    if Arc::strong_count(&inner) == 1 && waiting.is_empty() {
+                        // Every recorder is gone and nobody waits: nothing will read this.
                         return;
                     }
                 }
             }
         }
-        for w in waiting.drain(..) {
+        rows.clear();
+        taken.clear();
+        // Let go of the recorder before answering: a flushed recorder can then be dropped
+        // and this task ends at its next turn.
+        drop(inner);
+        for w in waiting {
             let _ = w.send(());
         }
-    }
-}
-
-/// Entries not yet in the store, and the ledger subjects of each.
-#[derive(Default)]
-struct Pending {
-    entries: Vec<SpendEntry>,
-    subjects: Vec<Vec<String>>,
-}
-
-impl Pending {
-    fn is_empty(&self) -> bool {
-        self.entries.is_empty()
-    }
-}
-
-fn take(m: Msg, pending: &mut Pending, waiting: &mut Vec<oneshot::Sender<()>>) {
-    match m {
-        Msg::Entry(e, s) => {
-            pending.entries.push(e);
-            pending.subjects.push(s);
-        }
-        Msg::Flush(ack) => waiting.push(ack),
     }
 }
 
@@ -305,20 +274,101 @@ async fn reset_budgets(store: &dyn Store, on_reset: &(dyn Fn() + Send + Sync)) {
 mod tests {
     use super::*;
 
-    #[test]
-    fn spend_since_counts_only_what_the_store_had_not_seen() {
-        let l = Ledger::default();
-        let s = vec!["k:a".to_string()];
-        l.add(&s, Usd::from_nanos(10), false);
-        l.add(&s, Usd::from_nanos(10), true); // flushed: the store's 100 includes it
-        let at_read = l.entry("k:a");
-        let stored = Usd::from_nanos(100);
-        assert_eq!(l.spend_since("k:a", stored, at_read), Usd::from_nanos(100));
-        l.add(&s, Usd::from_nanos(5), false);
-        assert_eq!(l.spend_since("k:a", stored, at_read), Usd::from_nanos(105));
-        // Flushing later does not double count.
-        l.add(&s, Usd::from_nanos(5), true);
-        assert_eq!(l.spend_since("k:a", stored, at_read), Usd::from_nanos(105));
+    use crate::keys::auth::SubjectLimits;
+    use crate::keys::limits::{key_subject, Subjects};
+    use crate::store::{keys, Actor, KeySpec, Page, SpendLogFilter};
+
+    fn key_context(subjects: &Subjects, public_id: &PublicId) -> Arc<KeyContext> {
+        Arc::new(KeyContext {
+            public_id: public_id.as_str().to_string(),
+            subject: subjects.get(&key_subject(public_id.as_str())),
+            team_subject: None,
+            alias: None,
+            team_id: None,
+            user_id: None,
+            organization_id: None,
+            limits: SubjectLimits::default(),
+            team_limits: None,
+            aliases: Default::default(),
+        })
+    }
+
+    fn usage(key: &Arc<KeyContext>, nanos: i64) -> Usage {
+        Usage {
+            key: Arc::clone(key),
+            model_group: "g".into(),
+            deployment_id: "d".into(),
+            prompt_tokens: 3,
+            completion_tokens: 4,
+            cost: Usd::from_nanos(nanos),
+            start_time: Utc::now(),
+        }
+    }
+
+    #[tokio::test]
+    async fn everything_recorded_before_a_flush_is_stored_once_and_counted_flushed() {
+        let store = crate::store::connect("sqlite::memory:").await.unwrap();
+        let generated = keys::generate(&Default::default());
+        let spec = KeySpec::new(generated.public_id.clone(), generated.hash.clone());
+        store.insert_key(&Actor::new("test"), &spec).await.unwrap();
+        let subjects = Subjects::default();
+        let key = key_context(&subjects, &generated.public_id);
+        let recorder = SpendRecorder::new(Arc::clone(&store), Arc::new(|| {}));
+        assert!(
+            recorder.flush(Duration::from_secs(1)).await,
+            "nothing recorded yet"
+        );
+
+        // Four tasks record 300 each while flushes run: more than one batch (MAX_BATCH).
+        let mut tasks = Vec::new();
+        for t in 0..4 {
+            let (recorder, key) = (recorder.clone(), Arc::clone(&key));
+            tasks.push(tokio::spawn(async move {
+                for i in 0..300 {
+                    recorder.record(usage(&key, 1 + t * 1000 + i));
+                    if i % 100 == 0 {
+                        tokio::task::yield_now().await;
+                    }
+                }
+            }));
+        }
+        for t in tasks {
+            t.await.unwrap();
+        }
+        assert!(recorder.flush(Duration::from_secs(10)).await);
+        let expected: i64 = (0..4)
+            .flat_map(|t| (0..300).map(move |i| 1 + t * 1000 + i))
+            .sum();
+        let logs = store
+            .spend_logs(&SpendLogFilter::default(), Page::new(1, 0))
+            .await
+            .unwrap();
+        assert_eq!(logs.total, 1200);
+        let stored = store
+            .key_by_public_id(&generated.public_id)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(stored.spend, Usd::from_nanos(expected));
+        let ledger = key.subject.ledger();
+        assert_eq!(ledger.recorded, Usd::from_nanos(expected));
+        assert_eq!(ledger.flushed, Usd::from_nanos(expected));
+    }
+
+    #[tokio::test]
+    async fn the_writer_ends_when_every_recorder_is_gone() {
+        let store = crate::store::connect("sqlite::memory:").await.unwrap();
+        let recorder = SpendRecorder::new(Arc::clone(&store), Arc::new(|| {}));
+        let subjects = Subjects::default();
+        let key = key_context(&subjects, &PublicId::random());
+        recorder.record(usage(&key, 5));
+        assert!(recorder.flush(Duration::from_secs(5)).await);
+        let weak = Arc::downgrade(&recorder.inner);
+        drop(recorder);
+        assert!(
+            weak.upgrade().is_none(),
+            "the writer holds no strong reference"
+        );
     }
 
     #[test]

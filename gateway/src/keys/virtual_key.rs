@@ -17,8 +17,10 @@ use super::auth::{
 use super::cache::{Cached, KeyCache, ResolvedKey};
 use super::effective::{EffectiveRouterSettings, Source};
 use super::global::GlobalRouterSettings;
-use super::limits::{Limiters, PARALLEL_RETRY_AFTER};
-use super::spend::{key_subject, team_subject, Ledger};
+use super::limits::{
+    acquire_parallel, key_subject, team_subject, ParallelGuard, Subject, Subjects,
+    PARALLEL_RETRY_AFTER,
+};
 use crate::config::RouterSettings;
 use crate::error::ApiError;
 use crate::router::groups::ModelGroups;
@@ -33,8 +35,7 @@ pub struct VirtualKeyAuth {
     master: MasterKeyAuth,
     store: Arc<dyn Store>,
     cache: Arc<KeyCache>,
-    limiters: Arc<Limiters>,
-    ledger: Arc<Ledger>,
+    subjects: Arc<Subjects>,
     /// Global router settings: the config file's with the runtime block over them.
     global: Arc<GlobalRouterSettings>,
     /// The routing table, for the access groups of its deployments.
@@ -46,8 +47,7 @@ impl VirtualKeyAuth {
         master: MasterKeyAuth,
         store: Arc<dyn Store>,
         cache: Arc<KeyCache>,
-        limiters: Arc<Limiters>,
-        ledger: Arc<Ledger>,
+        subjects: Arc<Subjects>,
         global: Arc<GlobalRouterSettings>,
         router: Arc<ModelRouter>,
     ) -> Self {
@@ -55,8 +55,7 @@ impl VirtualKeyAuth {
             master,
             store,
             cache,
-            limiters,
-            ledger,
+            subjects,
             global,
             router,
         }
@@ -65,7 +64,7 @@ impl VirtualKeyAuth {
     async fn lookup(&self, hash: &store::TokenHash) -> Result<Option<ResolvedKey>, StoreError> {
         // Ledger entries are read before the store, so a flush racing the reads can only make
         // the spend estimate high (see `keys::spend`).
-        let ledger_before = |subject: &str| self.ledger.entry(subject);
+        let ledger_before = |subject: &str| self.subjects.ledger(subject);
         let Some(record) = self.store.key_by_hash(hash).await? else {
             return Ok(None);
         };
@@ -100,8 +99,11 @@ impl VirtualKeyAuth {
         let spec = &record.spec;
         let key = KeyContext {
             public_id: spec.public_id.as_str().to_string(),
-            subject: key_subject(spec.public_id.as_str()),
-            team_subject: spec.team_id.as_deref().map(team_subject),
+            subject: self.subjects.get(&key_subject(spec.public_id.as_str())),
+            team_subject: spec
+                .team_id
+                .as_deref()
+                .map(|t| self.subjects.get(&team_subject(t))),
             alias: spec.key_alias.clone(),
             team_id: spec.team_id.clone(),
             user_id: spec.user_id.clone(),
@@ -127,8 +129,8 @@ impl VirtualKeyAuth {
         Ok(Some(ResolvedKey {
             context: AuthContext {
                 principal: Principal::VirtualKey {
-                    public_id: spec.public_id.as_str().to_string(),
-                    alias: spec.key_alias.clone(),
+                    public_id: spec.public_id.as_str().into(),
+                    alias: spec.key_alias.as_deref().map(Arc::from),
                 },
                 settings: Arc::new(settings),
                 allowed_groups,
@@ -144,13 +146,13 @@ impl VirtualKeyAuth {
     /// nothing unless it refuses.
     fn enforce(&self, key: &KeyContext) -> Result<AuthContextGuard, ApiError> {
         let team = match (&key.team_subject, &key.team_limits) {
-            (Some(s), Some(l)) => Some((s.as_str(), l)),
+            (Some(s), Some(l)) => Some((s, l)),
             _ => None,
         };
-        let subjects = std::iter::once((key.subject.as_str(), &key.limits)).chain(team);
+        let subjects = std::iter::once((&key.subject, &key.limits)).chain(team);
         // Who a refusal names: the key by alias (else public id), or its team.
-        let who = |subject: &str| {
-            if subject == key.subject {
+        let who = |subject: &Arc<Subject>| {
+            if Arc::ptr_eq(subject, &key.subject) {
                 format!("key {}", key.alias.as_deref().unwrap_or(&key.public_id))
             } else {
                 format!("team {}", key.team_id.as_deref().unwrap_or_default())
@@ -158,9 +160,7 @@ impl VirtualKeyAuth {
         };
         for (s, l) in subjects.clone() {
             if let Some(max) = l.max_budget {
-                let spend = self
-                    .ledger
-                    .spend_since(s, l.spend_at_read, l.ledger_at_read);
+                let spend = s.spend_since(l.spend_at_read, l.ledger_at_read);
                 if spend >= max {
                     return Err(ApiError::new(
                         StatusCode::BAD_REQUEST,
@@ -176,7 +176,7 @@ impl VirtualKeyAuth {
         }
         for (s, l) in subjects.clone() {
             if let Some(limit) = l.tpm {
-                if let Err(wait) = self.limiters.tokens.check(s, limit) {
+                if let Err(wait) = s.check_tokens(limit) {
                     return Err(ApiError::rate_limited(
                         format!("tpm_limit of {} reached: {limit} tokens per minute", who(s)),
                         wait,
@@ -186,7 +186,7 @@ impl VirtualKeyAuth {
         }
         for (s, l) in subjects.clone() {
             if let Some(limit) = l.rpm {
-                if let Err(wait) = self.limiters.requests.try_count(s, limit) {
+                if let Err(wait) = s.try_count_request(limit) {
                     return Err(ApiError::rate_limited(
                         format!(
                             "rpm_limit of {} reached: {limit} requests per minute",
@@ -197,18 +197,14 @@ impl VirtualKeyAuth {
                 }
             }
         }
-        let mut wanted: [(&str, u64); 2] = [("", 0); 2];
-        let mut n = 0;
-        for (s, l) in subjects {
-            if let Some(limit) = l.max_parallel_requests {
-                wanted[n] = (s, limit);
-                n += 1;
-            }
+        let mut wanted = [None, None];
+        for (slot, (s, l)) in wanted.iter_mut().zip(subjects) {
+            *slot = l.max_parallel_requests.map(|limit| (s, limit));
         }
-        match self.limiters.parallel.acquire(&wanted[..n]) {
+        match acquire_parallel(wanted) {
             Ok(g) => Ok(g.map(Arc::new)),
             Err(s) => {
-                let limit = if s == key.subject {
+                let limit = if Arc::ptr_eq(&s, &key.subject) {
                     key.limits.max_parallel_requests
                 } else {
                     team.and_then(|(_, l)| l.max_parallel_requests)
@@ -269,7 +265,7 @@ pub fn resolve_settings(
     ])
 }
 
-type AuthContextGuard = Option<Arc<super::limits::ParallelGuard>>;
+type AuthContextGuard = Option<Arc<ParallelGuard>>;
 
 fn invalid_key() -> ApiError {
     ApiError::unauthorized("invalid API key")
@@ -288,25 +284,24 @@ impl Authenticator for VirtualKeyAuth {
             return Ok(self.master.context(Principal::Master));
         }
         let open = master == Some(Principal::Open);
-        let Ok(presented) = store::keys::parse_with_digest(token, &digest) else {
+        if store::keys::check_presented(token).is_err() {
             return if open {
                 Ok(self.master.context(Principal::Open))
             } else {
                 Err(invalid_key())
             };
-        };
-        let hash = presented.hash.as_str();
-        let resolved = match self.cache.get(hash) {
+        }
+        let resolved = match self.cache.get(&digest) {
             Cached::Known(v) => v,
             Cached::Miss => {
                 let generation = self.cache.generation();
-                match self.lookup(&presented.hash).await {
+                match self.lookup(&store::TokenHash::from_digest(&digest)).await {
                     Ok(v) => {
                         let v = v.map(Arc::new);
-                        self.cache.put(hash, v.clone(), generation);
+                        self.cache.put(&digest, v.clone(), generation);
                         v
                     }
-                    Err(e) => match self.cache.get_stale(hash) {
+                    Err(e) => match self.cache.get_stale(&digest) {
                         Some(stale) => {
                             tracing::warn!(error = %e, "key lookup failed; serving the cached key");
                             Some(stale)

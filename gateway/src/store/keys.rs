@@ -199,12 +199,17 @@ pub struct PresentedKey {
 /// Parses a key presented by a client. Structured keys yield their public id; any other
 /// `sk-...` string is a legacy key, identified by the hash of the whole string.
 pub fn parse(key: &str) -> Result<PresentedKey, KeyFormatError> {
-    parse_with_digest(key, &Sha256::digest(key.as_bytes()).into())
+    let rest = check_presented(key)?;
+    Ok(PresentedKey {
+        hash: TokenHash::from_digest(&Sha256::digest(key.as_bytes()).into()),
+        public_id: structured_parts(rest).map(|(_, id)| id),
+    })
 }
 
-/// [`parse`] for a caller that already holds the key's SHA-256 (`digest`), so the hot path
-/// hashes a presented key once for the master-key check and the lookup together.
-pub fn parse_with_digest(key: &str, digest: &[u8; 32]) -> Result<PresentedKey, KeyFormatError> {
+/// The checks of [`parse`] alone (length, characters, `sk-` scheme), without hashing or
+/// allocating: the proxy's hot path hashes a presented key once itself and needs nothing
+/// else from it unless the key cache misses. Returns the part after the scheme.
+pub fn check_presented(key: &str) -> Result<&str, KeyFormatError> {
     if key.len() > MAX_KEY_LEN {
         return Err(KeyFormatError::TooLong);
     }
@@ -217,9 +222,7 @@ pub fn parse_with_digest(key: &str, digest: &[u8; 32]) -> Result<PresentedKey, K
     if rest.is_empty() {
         return Err(KeyFormatError::Empty);
     }
-    let hash = TokenHash::from_digest(digest);
-    let public_id = structured_parts(rest).map(|(_, id)| id);
-    Ok(PresentedKey { hash, public_id })
+    Ok(rest)
 }
 
 /// `<prefix>-<public_id>-<secret>` with every part well-formed, or `None`.
