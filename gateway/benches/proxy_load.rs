@@ -6,7 +6,8 @@
 //! written in batches) against the master-key path of the same gateway, phases interleaved.
 //!
 //! Run: `cargo bench -p switchyard --bench proxy_load` (env `LOAD_SECS`, default 5 per phase;
-//! `LOAD_ONLY=master|virtual` runs that one phase alone, for profiling).
+//! `LOAD_ONLY=master|virtual` runs that one phase alone, for profiling, on SQLite or with
+//! `LOAD_STORE=postgres` on PostgreSQL).
 //! Prints throughput at 16 connections and p50/p99 at 1 and 16 connections, direct vs gateway,
 //! and the virtual-key/master-key throughput ratio per store (target >= 90%).
 
@@ -278,8 +279,19 @@ fn main() {
     let mock = start_mock();
     // One phase alone, for a profiler (e.g. `valgrind --tool=callgrind --separate-threads=yes`):
     // `LOAD_ONLY=master|virtual` drives a SQLite gateway at 16 connections with that key.
+    // `LOAD_STORE=postgres` puts that gateway on PostgreSQL (`SWITCHYARD_TEST_POSTGRES_URL`).
     if let Ok(only) = std::env::var("LOAD_ONLY") {
-        let gateway = start_gateway(mock, Some("sqlite::memory:".to_string()));
+        let (url, drop) = match std::env::var("LOAD_STORE").as_deref() {
+            Ok("postgres") => {
+                let url = std::env::var("SWITCHYARD_TEST_POSTGRES_URL")
+                    .expect("LOAD_STORE=postgres needs SWITCHYARD_TEST_POSTGRES_URL");
+                let (scoped, drop) = postgres_schema(&url);
+                (scoped, Some(drop))
+            }
+            Ok("sqlite") | Err(_) => ("sqlite::memory:".to_string(), None),
+            Ok(other) => panic!("LOAD_STORE must be sqlite or postgres, not {other}"),
+        };
+        let gateway = start_gateway(mock, Some(url));
         let token = match only.as_str() {
             "master" => MASTER_KEY.to_string(),
             "virtual" => generate_key(gateway),
@@ -287,6 +299,9 @@ fn main() {
         };
         let r = drive(gateway, &token, 16, secs);
         row(&format!("{only} c=16"), &r);
+        if let Some(drop) = drop {
+            drop();
+        }
         return;
     }
     let gateway = start_gateway(mock, None);
