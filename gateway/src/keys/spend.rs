@@ -25,8 +25,9 @@ use super::limits::Subject;
 use crate::config::Deployment;
 use crate::store::{PublicId, SpendEntry, SpendStatus, Store, Usd};
 
-/// Entries per `record_spend` call: one transaction each.
-const MAX_BATCH: usize = 500;
+/// Entries per `record_spend` call: one transaction each. A 200 ms window at 10,000 requests
+/// per second fits in one (a commit is a WAL flush on PostgreSQL).
+const MAX_BATCH: usize = 2000;
 /// How long the writer waits to fill a batch after its first entry.
 const BATCH_WINDOW: Duration = Duration::from_millis(200);
 /// Pause before retrying a batch the store refused (store down); entries are kept.
