@@ -1709,6 +1709,10 @@ mod conformance {
     // -----------------------------------------------------------------------------------
     // Spend
 
+    async fn key_spend(s: &dyn Store, key: &PublicId) -> Usd {
+        s.key_by_public_id(key).await.unwrap().unwrap().spend
+    }
+
     fn spend_entry(request_id: &str, key: &PublicId, cost_nanos: i64) -> SpendEntry {
         let now = Utc::now();
         SpendEntry {
@@ -1780,11 +1784,7 @@ mod conformance {
             Usd::from_nanos(expected)
         );
         assert_eq!(
-            s.key_by_public_id(&other.public_id)
-                .await
-                .unwrap()
-                .unwrap()
-                .spend,
+            key_spend(s.as_ref(), &other.public_id).await,
             Usd::from_nanos(7 * 67)
         );
         let logged = ctx
@@ -1833,14 +1833,7 @@ mod conformance {
                 duplicates: 3
             }
         );
-        assert_eq!(
-            s.key_by_public_id(&k.public_id)
-                .await
-                .unwrap()
-                .unwrap()
-                .spend,
-            Usd::from_nanos(300)
-        );
+        assert_eq!(key_spend(s, &k.public_id).await, Usd::from_nanos(300));
         // Spend on a key deleted in the meantime is still logged.
         let gone = PublicId::random();
         s.record_spend(&[spend_entry("c", &gone, 50)])
@@ -1889,11 +1882,7 @@ mod conformance {
         );
         assert_eq!(ctx.raw_i64("SELECT COUNT(*) FROM spend_logs").await, 167);
         assert_eq!(
-            s.key_by_public_id(&k.public_id)
-                .await
-                .unwrap()
-                .unwrap()
-                .spend,
+            key_spend(s, &k.public_id).await,
             Usd::from_nanos(expected + 82 * 10)
         );
         // Values land in their columns.
