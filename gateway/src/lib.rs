@@ -252,6 +252,22 @@ async fn request_id(req: Request, next: Next) -> Response {
             HeaderValue::from_str(id).unwrap_or(HeaderValue::from_static("unknown"))
         });
     let mut resp = next.run(req).await;
+    // A body over a route's limit, refused by axum's extractors in plain text: say it in the
+    // API's error shape.
+    if resp.status() == StatusCode::PAYLOAD_TOO_LARGE
+        && resp
+            .headers()
+            .get("content-type")
+            .is_some_and(|v| v.as_bytes().starts_with(b"text/plain"))
+    {
+        resp = ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "invalid_request_error",
+            "request body is larger than this route accepts",
+        )
+        .with_code("request_too_large")
+        .into_response();
+    }
     resp.headers_mut().insert("x-request-id", id);
     if resp.status() == StatusCode::METHOD_NOT_ALLOWED
         && resp.headers().get("content-type").is_none()

@@ -28,6 +28,9 @@ use crate::AppState;
 
 /// The admin routes, behind [`require_master`].
 pub fn routes(state: AppState) -> axum::Router<AppState> {
+    // Admin bodies are bounded like proxied ones (`general_settings.max_request_body_bytes`);
+    // the import route below allows more.
+    let body_limit = axum::extract::DefaultBodyLimit::max(state.max_body);
     axum::Router::new()
         .route("/key/generate", post(keys::generate))
         .route("/key/update", post(keys::update))
@@ -82,6 +85,7 @@ pub fn routes(state: AppState) -> axum::Router<AppState> {
             )),
         )
         .route_layer(middleware::from_fn_with_state(state, require_master))
+        .layer(body_limit)
 }
 
 /// Only the master key (or an open gateway) reaches admin handlers; a virtual key gets 403.

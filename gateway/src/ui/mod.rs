@@ -74,6 +74,14 @@ pub struct UiState {
     logins: Arc<limit::LoginLimiter>,
 }
 
+/// Largest form body the UI reads (sign-in, key, team and model forms).
+const FORM_MAX_BYTES: usize = 1024 * 1024;
+
+/// State documents (plan and apply) may be as large as an import through the admin API.
+fn document_limit() -> axum::extract::DefaultBodyLimit {
+    axum::extract::DefaultBodyLimit::max(2 * crate::state::DEFAULT_MAX_BYTES)
+}
+
 /// The `/ui` routes, ready to merge into the app.
 pub fn routes<S: Clone + Send + Sync + 'static>(state: AppState) -> axum::Router<S> {
     let ui = UiState {
@@ -104,9 +112,17 @@ pub fn routes<S: Clone + Send + Sync + 'static>(state: AppState) -> axum::Router
         .route("/ui/models/{id}/delete", post(models::delete))
         .route("/ui/state", get(transfer::page_route))
         .route("/ui/state/export", get(transfer::export))
-        .route("/ui/state/plan", post(transfer::plan))
-        .route("/ui/state/apply", post(transfer::apply))
+        .route(
+            "/ui/state/plan",
+            post(transfer::plan).layer(document_limit()),
+        )
+        .route(
+            "/ui/state/apply",
+            post(transfer::apply).layer(document_limit()),
+        )
         .layer(middleware::from_fn_with_state(ui.clone(), guard))
+        // The sign-in form is open to anyone: no body may be read without a bound.
+        .layer(axum::extract::DefaultBodyLimit::max(FORM_MAX_BYTES))
         .with_state(ui)
 }
 

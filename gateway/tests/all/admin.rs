@@ -453,6 +453,39 @@ async fn admin_routes_refuse_virtual_keys() {
     drop_schema(pg).await;
 }
 
+/// Admin bodies are bounded like proxied ones (10 MiB by default): a larger one is refused
+/// with 413 in the API's error shape and nothing is created. The import route allows more.
+#[tokio::test]
+async fn admin_bodies_over_the_limit_are_refused_in_the_error_shape() {
+    let store = store::connect("sqlite::memory:").await.unwrap();
+    let (gw, _up) = gateway(Arc::clone(&store)).await;
+    let padding = "x".repeat(11 * 1024 * 1024);
+    let r = crate::keys::client()
+        .post(format!("{}/key/generate", gw.url))
+        .bearer_auth(MASTER)
+        .header("content-type", "application/json")
+        .body(format!(
+            r#"{{"key_alias":"big","metadata":{{"pad":"{padding}"}}}}"#
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 413);
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["error"]["code"], "request_too_large", "{v}");
+    assert_eq!(
+        store
+            .list_keys(&Default::default(), Page::default())
+            .await
+            .unwrap()
+            .total,
+        0
+    );
+    // A body under the limit still works.
+    let (s, _) = admin_post(&gw, "/key/generate", MASTER, json!({"key_alias": "small"})).await;
+    assert_eq!(s, 200);
+}
+
 fn cipher_options() -> store::StoreOptions {
     let cipher = SecretCipher::for_credentials(&SecretString::from(SALT)).unwrap();
     store::StoreOptions::default().with_cipher(cipher)

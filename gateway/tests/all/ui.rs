@@ -352,6 +352,25 @@ async fn failed_sign_ins_are_limited_per_address_and_a_success_resets_them() {
     assert!(body.contains("Too many failed sign-ins"), "{body}");
 }
 
+/// The sign-in form is open to anyone: its body is bounded (1 MiB) and a larger one is refused
+/// before anything is read into memory or checked.
+#[tokio::test]
+async fn an_oversized_sign_in_body_is_refused() {
+    let f = fixture(store::connect("sqlite::memory:").await.unwrap()).await;
+    let gw = &f.gw;
+    let r = http()
+        .post(format!("{}/ui/login", gw.url))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(format!("master_key={}", "x".repeat(2 * 1024 * 1024)))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 413);
+    assert!(r.headers().get("set-cookie").is_none());
+    // Not counted as a failed sign-in, and a normal one still works.
+    assert_eq!(login(gw, MASTER).await.status(), 303);
+}
+
 /// A runtime model's upstream answers "from r"; the Authorization it saw is checked.
 fn last_authorization(reqs: &[wiremock::Request]) -> String {
     reqs.last()
