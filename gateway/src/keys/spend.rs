@@ -65,11 +65,24 @@ pub struct SpendRecorder {
 
 struct RecorderInner {
     store: Arc<dyn Store>,
+    timing: Timing,
     queue: Mutex<Queue>,
     signals: Arc<Signals>,
     writer: OnceLock<()>,
     on_reset: Arc<dyn Fn() + Send + Sync>,
 }
+
+/// The writer's clock: how long a batch fills, and how often budget periods are checked.
+#[derive(Clone, Copy)]
+struct Timing {
+    batch_window: Duration,
+    reset_every: Duration,
+}
+
+const TIMING: Timing = Timing {
+    batch_window: BATCH_WINDOW,
+    reset_every: BUDGET_RESET_EVERY,
+};
 
 #[derive(Default)]
 struct Queue {
@@ -95,9 +108,18 @@ struct Signals {
 impl SpendRecorder {
     /// `on_reset` runs after budget periods were reset (to drop cached spend).
     pub fn new(store: Arc<dyn Store>, on_reset: Arc<dyn Fn() + Send + Sync>) -> Self {
+        Self::with_timing(store, on_reset, TIMING)
+    }
+
+    fn with_timing(
+        store: Arc<dyn Store>,
+        on_reset: Arc<dyn Fn() + Send + Sync>,
+        timing: Timing,
+    ) -> Self {
         SpendRecorder {
             inner: Arc::new(RecorderInner {
                 store,
+                timing,
                 queue: Mutex::new(Queue::default()),
                 signals: Arc::default(),
                 writer: OnceLock::new(),
@@ -115,6 +137,7 @@ impl SpendRecorder {
             tokio::spawn(writer(
                 Arc::downgrade(&self.inner),
                 Arc::clone(&self.inner.signals),
+                self.inner.timing,
             ));
         });
     }
@@ -179,8 +202,8 @@ fn spend_entry(q: &Queued) -> SpendEntry {
 
 /// Writes the queue once per batch window until the recorder is gone. Holds the recorder
 /// only while writing (not while waiting), so dropping every [`SpendRecorder`] ends it.
-async fn writer(inner: Weak<RecorderInner>, signals: Arc<Signals>) {
-    let mut next_reset = tokio::time::Instant::now() + BUDGET_RESET_EVERY;
+async fn writer(inner: Weak<RecorderInner>, signals: Arc<Signals>, timing: Timing) {
+    let mut next_reset = tokio::time::Instant::now() + timing.reset_every;
     let mut taken: Vec<Queued> = Vec::new();
     loop {
         let idle = match inner.upgrade() {
@@ -204,7 +227,7 @@ async fn writer(inner: Weak<RecorderInner>, signals: Arc<Signals>) {
             };
             if tokio::time::Instant::now() >= next_reset {
                 reset_budgets(&*inner.store, &*inner.on_reset).await;
-                next_reset = tokio::time::Instant::now() + BUDGET_RESET_EVERY;
+                next_reset = tokio::time::Instant::now() + timing.reset_every;
             }
             let q = inner.queue.lock().unwrap_or_else(|p| p.into_inner());
             !q.waiting.is_empty()
@@ -212,7 +235,7 @@ async fn writer(inner: Weak<RecorderInner>, signals: Arc<Signals>) {
         // Let the batch fill for a short window, unless someone is waiting for a flush.
         if !flush_waiting {
             tokio::select! {
-                _ = tokio::time::sleep(BATCH_WINDOW) => {}
+                _ = tokio::time::sleep(timing.batch_window) => {}
                 _ = signals.flush.notified() => {}
             }
         }
@@ -369,6 +392,56 @@ mod tests {
         assert!(
             weak.upgrade().is_none(),
             "the writer holds no strong reference"
+        );
+    }
+
+    /// Budget periods restart while traffic never lets the writer go idle. (The writer used to
+    /// check the reset tick only when idle, so a busy gateway never reset budgets.)
+    #[tokio::test]
+    async fn budgets_reset_under_constant_traffic() {
+        let store = crate::store::connect("sqlite::memory:").await.unwrap();
+        let generated = keys::generate(&Default::default());
+        let mut spec = KeySpec::new(generated.public_id.clone(), generated.hash.clone());
+        spec.max_budget = Some(Usd::from_dollars(10.0).unwrap());
+        spec.budget_duration = Some("1s".into());
+        store.insert_key(&Actor::new("test"), &spec).await.unwrap();
+        let subjects = Subjects::default();
+        let key = key_context(&subjects, &generated.public_id);
+        let resets = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counted = Arc::clone(&resets);
+        // The production clock, 100 times faster: 2 ms windows, budgets checked every 600 ms.
+        let timing = Timing {
+            batch_window: BATCH_WINDOW / 100,
+            reset_every: BUDGET_RESET_EVERY / 100,
+        };
+        let on_reset = Arc::new(move || {
+            counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        });
+        let recorder = SpendRecorder::with_timing(Arc::clone(&store), on_reset, timing);
+        // The key's period (1 s) is over.
+        tokio::time::sleep(Duration::from_millis(1_100)).await;
+        // An entry every 100 µs from another thread for three reset intervals: entries arrive
+        // while the writer writes, so it is seldom idle when a check is due.
+        recorder.record(usage(&key, 1)); // starts the writer on this runtime
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let traffic = {
+            let (recorder, key, stop) = (recorder.clone(), Arc::clone(&key), Arc::clone(&stop));
+            std::thread::spawn(move || {
+                while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                    recorder.record(usage(&key, 1));
+                    std::thread::sleep(Duration::from_micros(100));
+                }
+            })
+        };
+        tokio::time::sleep(3 * timing.reset_every).await;
+        stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        while !traffic.is_finished() {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        assert!(recorder.flush(Duration::from_secs(10)).await);
+        assert!(
+            resets.load(std::sync::atomic::Ordering::SeqCst) >= 1,
+            "the due budget was never reset"
         );
     }
 
