@@ -87,12 +87,9 @@ mod dialect {
         out: &mut Vec<u8>,
         e: &crate::store::SpendEntry,
     ) -> Result<(), crate::store::StoreError> {
-        use crate::store::StoreError;
         use chrono::SecondsFormat;
         use std::io::Write;
-        let count = |field: &str, n: u64| {
-            i64::try_from(n).map_err(|_| StoreError::invalid(field, "too large"))
-        };
+        let count = super::sql::db_count;
         let time = |t| crate::store::truncate_time(t).to_rfc3339_opts(SecondsFormat::Micros, true);
         let texts = [
             Some(e.request_id.as_str()),

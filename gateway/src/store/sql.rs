@@ -236,9 +236,12 @@ fn money(v: Option<Usd>) -> Arg {
 }
 
 fn count(field: &str, v: Option<u64>) -> Result<Arg> {
-    v.map(|n| i64::try_from(n).map_err(|_| StoreError::invalid(field, "too large")))
-        .transpose()
-        .map(Arg::Int)
+    v.map(|n| db_count(field, n)).transpose().map(Arg::Int)
+}
+
+/// A count as the database's signed 64-bit integer.
+pub(super) fn db_count(field: &str, n: u64) -> Result<i64> {
+    i64::try_from(n).map_err(|_| StoreError::invalid(field, "too large"))
 }
 
 fn json_text<T: Serialize + ?Sized>(field: &str, v: &T) -> Result<String> {
@@ -2657,8 +2660,7 @@ type SpendArgs<'q> = <Db as sqlx::Database>::Arguments<'q>;
 /// Adds one spend row's values, in `SPEND_COLS` order.
 fn bind_spend<'q>(args: &mut SpendArgs<'q>, e: &'q SpendEntry) -> Result<()> {
     use sqlx::Arguments;
-    let count =
-        |field: &str, n: u64| i64::try_from(n).map_err(|_| StoreError::invalid(field, "too large"));
+    let count = db_count;
     let bound = |r: std::result::Result<(), sqlx::error::BoxDynError>| {
         r.map_err(|e| StoreError::invalid("spend log", e.to_string()))
     };
