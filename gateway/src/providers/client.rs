@@ -9,6 +9,7 @@
 //! proxy environment variables (`HTTPS_PROXY`) are not read.
 
 use std::fmt;
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -19,6 +20,7 @@ use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 use serde_json::{Map, Value};
 
+use super::h1::{H1Error, H1Pool};
 use super::{
     invalid_response, sse, Anthropic, Azure, ChatRequest, ChatResponse, ChunkStream, Dialect,
     FailureClass, OpenAi, ProviderError, UpstreamRequest,
@@ -30,6 +32,8 @@ use crate::config::{Deployment, DeploymentId, ProviderKind};
 const POOL_MAX_IDLE_PER_HOST: usize = 512;
 /// Idle connections are closed after this; upstream load balancers commonly drop at 60-350 s.
 const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(50);
+/// TCP keep-alive probes on upstream sockets start after this much silence.
+const TCP_KEEPALIVE: Duration = Duration::from_secs(30);
 
 type Connector = hyper_rustls::HttpsConnector<HttpConnector>;
 type Response = http::Response<hyper::body::Incoming>;
@@ -38,13 +42,15 @@ type Response = http::Response<hyper::body::Incoming>;
 #[derive(Clone, Debug)]
 pub struct ProviderClient {
     http: Client<Connector, Full<Bytes>>,
+    /// Plain-HTTP upstreams' non-streaming calls (see [`super::h1`]).
+    plain: Arc<H1Pool>,
 }
 
 impl ProviderClient {
     pub fn new() -> Self {
         let mut tcp = HttpConnector::new();
         tcp.set_nodelay(true);
-        tcp.set_keepalive(Some(Duration::from_secs(30)));
+        tcp.set_keepalive(Some(TCP_KEEPALIVE));
         // The TLS layer below takes `https` URLs; this one must let them through to it.
         tcp.enforce_http(false);
         let connector = hyper_rustls::HttpsConnectorBuilder::new()
@@ -58,7 +64,8 @@ impl ProviderClient {
             .pool_idle_timeout(POOL_IDLE_TIMEOUT)
             .pool_timer(TokioTimer::new())
             .build(connector);
-        ProviderClient { http }
+        let plain = H1Pool::new(POOL_MAX_IDLE_PER_HOST, POOL_IDLE_TIMEOUT, TCP_KEEPALIVE);
+        ProviderClient { http, plain }
     }
 
     /// Non-streaming chat completion. `timeout` bounds the whole call.
@@ -187,9 +194,16 @@ impl ProviderClient {
         upstream: UpstreamRequest,
         d: &DeploymentId,
     ) -> Result<Response, ProviderError> {
-        // Validated with the config; a URL a wildcard client model made unparsable lands here.
-        let uri = http::Uri::try_from(upstream.url)
-            .map_err(|_| ProviderError::new(d, FailureClass::BadRequest, "invalid upstream URL"))?;
+        let uri = upstream_uri(&upstream.url, d)?;
+        self.send_to(uri, upstream, d).await
+    }
+
+    async fn send_to(
+        &self,
+        uri: http::Uri,
+        upstream: UpstreamRequest,
+        d: &DeploymentId,
+    ) -> Result<Response, ProviderError> {
         let mut request = http::Request::new(Full::new(upstream.body));
         *request.method_mut() = http::Method::POST;
         *request.uri_mut() = uri;
@@ -200,16 +214,43 @@ impl ProviderClient {
             .map_err(|e| send_failed(d, &e))
     }
 
-    /// Sends and reads the whole answer.
+    /// Sends and reads the whole answer. Plain-HTTP upstreams go over a connection this task
+    /// drives ([`super::h1`]); TLS ones through the pooled client.
     async fn exchange(
         &self,
         upstream: UpstreamRequest,
         d: &DeploymentId,
     ) -> Result<(http::StatusCode, http::HeaderMap, Bytes), ProviderError> {
-        let (parts, body) = self.send(upstream, d).await?.into_parts();
+        let uri = upstream_uri(&upstream.url, d)?;
+        if uri.scheme() == Some(&http::uri::Scheme::HTTP) {
+            return match self.plain.post(&uri, upstream.headers, upstream.body).await {
+                Ok((parts, body)) => Ok((parts.status, parts.headers, body)),
+                Err(e) => Err(plain_failed(d, e)),
+            };
+        }
+        let (parts, body) = self.send_to(uri, upstream, d).await?.into_parts();
         let body = read_all(body, d).await?;
         Ok((parts.status, parts.headers, body))
     }
+}
+
+/// The upstream URL, parsed. Validated with the config; a URL a wildcard client model made
+/// unparsable lands here.
+fn upstream_uri(url: &str, d: &DeploymentId) -> Result<http::Uri, ProviderError> {
+    http::Uri::try_from(url)
+        .map_err(|_| ProviderError::new(d, FailureClass::BadRequest, "invalid upstream URL"))
+}
+
+/// A plain-HTTP call's transport failure, worded like the pooled client's.
+fn plain_failed(d: &DeploymentId, e: H1Error) -> ProviderError {
+    let message = match e {
+        H1Error::Connect(e) => format!("could not connect to upstream: {e}"),
+        H1Error::BeforeResponse(cause) => {
+            format!("upstream connection failed before a response: {cause}")
+        }
+        H1Error::Body(cause) => format!("reading the upstream response failed: {cause}"),
+    };
+    ProviderError::new(d, FailureClass::Connection, message)
 }
 
 /// A whole response body.

@@ -228,6 +228,7 @@ impl ChatResponse {
 pub type ChunkStream = Pin<Box<dyn Stream<Item = Result<Value, ProviderError>> + Send>>;
 
 pub mod client;
+mod h1;
 pub use client::ProviderClient;
 
 pub mod anthropic;
