@@ -20,6 +20,7 @@ use super::{
 };
 use crate::error::ApiError;
 use crate::keys::auth::AuthContext;
+use crate::providers::body::{json_type_of, messages_shape, MessagesShape, RawObject};
 use crate::providers::{chunk_usage, is_usage_chunk, ChatRequest, ChunkStream, ProviderError};
 use crate::router::RouteRequest;
 use crate::AppState;
@@ -40,39 +41,29 @@ pub async fn chat_completions(
     resp
 }
 
-fn validate_messages(body: &serde_json::Map<String, Value>) -> Result<(), ApiError> {
-    match body.get("messages") {
-        Some(Value::Array(m)) if !m.is_empty() => {
-            for (i, msg) in m.iter().enumerate() {
-                let Some(obj) = msg.as_object() else {
-                    return Err(ApiError::bad_request(format!(
-                        "`messages[{i}]` must be an object"
-                    ))
-                    .with_param(&format!("messages[{i}]")));
-                };
-                match obj.get("role") {
-                    Some(Value::String(_)) => {}
-                    _ => {
-                        return Err(ApiError::bad_request(format!(
-                            "`messages[{i}].role` must be a string"
-                        ))
-                        .with_param(&format!("messages[{i}].role")))
-                    }
-                }
-            }
-            Ok(())
-        }
-        Some(Value::Array(_)) => {
+fn validate_messages(body: &RawObject) -> Result<(), ApiError> {
+    let Some(raw) = body.get("messages") else {
+        return Err(
+            ApiError::bad_request("missing required field `messages`").with_param("messages")
+        );
+    };
+    match messages_shape(raw) {
+        MessagesShape::Ok => Ok(()),
+        MessagesShape::Empty => {
             Err(ApiError::bad_request("`messages` must not be empty").with_param("messages"))
         }
-        Some(other) => Err(ApiError::bad_request(format!(
-            "`messages` must be an array, got {}",
-            super::json_type(other)
+        MessagesShape::NotAnArray(kind) => Err(ApiError::bad_request(format!(
+            "`messages` must be an array, got {kind}"
         ))
         .with_param("messages")),
-        None => {
-            Err(ApiError::bad_request("missing required field `messages`").with_param("messages"))
-        }
+        MessagesShape::NotAnObject(i) => Err(ApiError::bad_request(format!(
+            "`messages[{i}]` must be an object"
+        ))
+        .with_param(&format!("messages[{i}]"))),
+        MessagesShape::RoleNotAString(i) => Err(ApiError::bad_request(format!(
+            "`messages[{i}].role` must be a string"
+        ))
+        .with_param(&format!("messages[{i}].role"))),
     }
 }
 
@@ -83,26 +74,28 @@ async fn handle(
     started: Instant,
 ) -> Result<Response, ApiError> {
     let bytes = read_body(body, state.max_body).await?;
-    let mut obj = super::parse_object(&bytes)?;
+    let mut obj = super::parse_object(bytes)?;
     let model = required_model(&obj)?;
     let model = auth.resolve_alias(&model).to_string();
     validate_messages(&obj)?;
     let stream = super::optional_bool(&obj, "stream")?.unwrap_or(false);
     let include_usage = match obj.get("stream_options") {
-        None | Some(Value::Null) => false,
-        Some(Value::Object(o)) => super::optional_bool(o, "include_usage")
-            .map_err(|e| ApiError {
-                param: Some("stream_options.include_usage".into()),
-                ..e
-            })?
-            .unwrap_or(false),
-        Some(other) => {
-            return Err(ApiError::bad_request(format!(
-                "`stream_options` must be an object, got {}",
-                super::json_type(other)
-            ))
-            .with_param("stream_options"))
-        }
+        None | Some(b"null") => false,
+        Some(raw) => match obj.object("stream_options") {
+            Some(o) => super::optional_bool(&o, "include_usage")
+                .map_err(|e| ApiError {
+                    param: Some("stream_options.include_usage".into()),
+                    ..e
+                })?
+                .unwrap_or(false),
+            None => {
+                return Err(ApiError::bad_request(format!(
+                    "`stream_options` must be an object, got {}",
+                    json_type_of(raw)
+                ))
+                .with_param("stream_options"))
+            }
+        },
     };
     let gw = take_gateway_fields(&mut obj)?;
     let req = ChatRequest {

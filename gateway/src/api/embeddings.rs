@@ -6,11 +6,11 @@ use axum::body::Body;
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use axum::Extension;
-use serde_json::Value;
 
 use super::{read_body, required_model, route_failure, routed_json, take_gateway_fields};
 use crate::error::ApiError;
 use crate::keys::auth::AuthContext;
+use crate::providers::body::json_type_of;
 use crate::router::RouteRequest;
 use crate::AppState;
 
@@ -29,15 +29,15 @@ pub async fn embeddings(
 
 async fn handle(state: &AppState, auth: &AuthContext, body: Body) -> Result<Response, ApiError> {
     let bytes = read_body(body, state.max_body).await?;
-    let mut obj = super::parse_object(&bytes)?;
+    let mut obj = super::parse_object(bytes)?;
     let model = required_model(&obj)?;
     let model = auth.resolve_alias(&model).to_string();
     match obj.get("input") {
-        Some(Value::String(_)) | Some(Value::Array(_)) => {}
+        Some(raw) if matches!(raw.first(), Some(b'"' | b'[')) => {}
         Some(other) => {
             return Err(ApiError::bad_request(format!(
                 "`input` must be a string or an array, got {}",
-                super::json_type(other)
+                json_type_of(other)
             ))
             .with_param("input"))
         }
@@ -46,6 +46,10 @@ async fn handle(state: &AppState, auth: &AuthContext, body: Body) -> Result<Resp
         }
     }
     let gw = take_gateway_fields(&mut obj)?;
+    // Embeddings bodies go upstream as a tree (they are not on the chat hot path).
+    let obj = obj
+        .to_map()
+        .map_err(|e| ApiError::bad_request(format!("request body is not usable: {e}")))?;
     let settings = Arc::clone(&auth.settings);
     let may_use = |g: &str| auth.may_use(g);
     let route = RouteRequest {

@@ -10,10 +10,11 @@ use std::time::Duration;
 
 use axum::body::{Body, Bytes};
 use axum::http::{HeaderMap, HeaderName, HeaderValue};
-use serde_json::{Map, Value};
+use serde_json::Value;
 
 use crate::error::ApiError;
 use crate::keys::effective::Source;
+use crate::providers::body::{json_type_of, NotAnObject, RawObject};
 use crate::router::{Attempt, RouteError, Routed};
 
 /// Reads a request body up to `limit` bytes; larger bodies are a 413.
@@ -35,13 +36,12 @@ pub async fn read_body(body: Body, limit: usize) -> Result<Bytes, ApiError> {
     }
 }
 
-/// Parses a JSON object body, naming what is wrong.
-pub fn parse_object(bytes: &[u8]) -> Result<Map<String, Value>, ApiError> {
-    match serde_json::from_slice::<Value>(bytes) {
-        Ok(Value::Object(m)) => Ok(m),
-        Ok(other) => Err(ApiError::bad_request(format!(
-            "request body must be a JSON object, got {}",
-            json_type(&other)
+/// Parses a JSON object body one level deep, naming what is wrong.
+pub fn parse_object(bytes: Bytes) -> Result<RawObject, ApiError> {
+    match RawObject::parse(bytes) {
+        Ok(Ok(o)) => Ok(o),
+        Ok(Err(NotAnObject(kind))) => Err(ApiError::bad_request(format!(
+            "request body must be a JSON object, got {kind}"
         ))),
         Err(e) => Err(ApiError::bad_request(format!(
             "request body is not valid JSON: {e}"
@@ -49,40 +49,31 @@ pub fn parse_object(bytes: &[u8]) -> Result<Map<String, Value>, ApiError> {
     }
 }
 
-pub fn json_type(v: &Value) -> &'static str {
-    match v {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
-    }
-}
-
 /// The required string field `model`.
-pub fn required_model(body: &Map<String, Value>) -> Result<String, ApiError> {
+pub fn required_model(body: &RawObject) -> Result<String, ApiError> {
     match body.get("model") {
-        Some(Value::String(s)) if !s.trim().is_empty() => Ok(s.clone()),
-        Some(Value::String(_)) => {
-            Err(ApiError::bad_request("`model` must not be empty").with_param("model"))
-        }
-        Some(other) => Err(ApiError::bad_request(format!(
+        Some(raw) if raw.first() == Some(&b'"') => match body.get_str("model") {
+            Some(s) if !s.trim().is_empty() => Ok(s.into_owned()),
+            _ => Err(ApiError::bad_request("`model` must not be empty").with_param("model")),
+        },
+        Some(raw) => Err(ApiError::bad_request(format!(
             "`model` must be a string, got {}",
-            json_type(other)
+            json_type_of(raw)
         ))
         .with_param("model")),
         None => Err(ApiError::bad_request("missing required field `model`").with_param("model")),
     }
 }
 
-pub fn optional_bool(body: &Map<String, Value>, field: &str) -> Result<Option<bool>, ApiError> {
+/// An optional boolean field; `null` counts as absent.
+pub fn optional_bool(body: &RawObject, field: &str) -> Result<Option<bool>, ApiError> {
     match body.get(field) {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::Bool(b)) => Ok(Some(*b)),
+        None | Some(b"null") => Ok(None),
+        Some(b"true") => Ok(Some(true)),
+        Some(b"false") => Ok(Some(false)),
         Some(other) => Err(ApiError::bad_request(format!(
             "`{field}` must be a boolean, got {}",
-            json_type(other)
+            json_type_of(other)
         ))
         .with_param(field)),
     }
@@ -94,32 +85,39 @@ pub struct GatewayFields {
     pub disable_fallbacks: bool,
 }
 
-pub fn take_gateway_fields(body: &mut Map<String, Value>) -> Result<GatewayFields, ApiError> {
+pub fn take_gateway_fields(body: &mut RawObject) -> Result<GatewayFields, ApiError> {
     let disable_fallbacks = optional_bool(body, "disable_fallbacks")?.unwrap_or(false);
     body.remove("disable_fallbacks");
-    let fallbacks = match body.remove("fallbacks") {
-        None | Some(Value::Null) => None,
-        Some(Value::Array(items)) => Some(
-            items
-                .into_iter()
-                .map(|v| match v {
-                    Value::String(s) => Ok(s),
-                    other => Err(ApiError::bad_request(format!(
-                        "`fallbacks` must be a list of model group names, found {}",
-                        json_type(&other)
-                    ))
-                    .with_param("fallbacks")),
-                })
-                .collect::<Result<Vec<_>, _>>()?,
-        ),
-        Some(other) => {
+    let list_error = |found: &str| {
+        ApiError::bad_request(format!(
+            "`fallbacks` must be a list of model group names, found {found}"
+        ))
+        .with_param("fallbacks")
+    };
+    let fallbacks = match body.get("fallbacks") {
+        None | Some(b"null") => None,
+        Some(raw) if raw.first() == Some(&b'[') => match body.value("fallbacks") {
+            Some(Ok(Value::Array(items))) => Some(
+                items
+                    .into_iter()
+                    .map(|v| match v {
+                        Value::String(s) => Ok(s),
+                        other => Err(list_error(json_type(&other))),
+                    })
+                    .collect::<Result<Vec<_>, _>>()?,
+            ),
+            // Valid JSON too deeply nested for a tree.
+            _ => return Err(list_error("an unreadable value")),
+        },
+        Some(raw) => {
             return Err(ApiError::bad_request(format!(
                 "`fallbacks` must be a list of model group names, got {}",
-                json_type(&other)
+                json_type_of(raw)
             ))
             .with_param("fallbacks"))
         }
     };
+    body.remove("fallbacks");
     // LiteLLM-only bookkeeping fields that upstreams would reject.
     for f in [
         "metadata",
@@ -134,6 +132,17 @@ pub fn take_gateway_fields(body: &mut Map<String, Value>) -> Result<GatewayField
         fallbacks,
         disable_fallbacks,
     })
+}
+
+fn json_type(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
 }
 
 /// The observability headers' names, checked at compile time.
@@ -163,7 +172,24 @@ fn header(headers: &mut HeaderMap, name: HeaderName, value: &str) {
 }
 
 fn number(headers: &mut HeaderMap, name: HeaderName, value: usize) {
-    headers.insert(name, HeaderValue::from(value));
+    // Counts are almost always single digits: those are static values, not formatted ones.
+    const DIGITS: [HeaderValue; 10] = [
+        HeaderValue::from_static("0"),
+        HeaderValue::from_static("1"),
+        HeaderValue::from_static("2"),
+        HeaderValue::from_static("3"),
+        HeaderValue::from_static("4"),
+        HeaderValue::from_static("5"),
+        HeaderValue::from_static("6"),
+        HeaderValue::from_static("7"),
+        HeaderValue::from_static("8"),
+        HeaderValue::from_static("9"),
+    ];
+    let v = match DIGITS.get(value) {
+        Some(v) => v.clone(),
+        None => HeaderValue::from(value),
+    };
+    headers.insert(name, v);
 }
 
 /// Number of group hops in an attempt list (consecutive attempts on one group are one hop).
@@ -186,17 +212,36 @@ fn retries_in(attempts: &[Attempt]) -> usize {
 /// Observability headers on a served response (DESIGN §2.3).
 pub fn routed_headers<T>(headers: &mut HeaderMap, r: &Routed<T>, source: Source) {
     headers.reserve(9 + OTHER_HEADERS);
-    let id = r.deployment.id().as_str();
-    header(headers, names::DEPLOYMENT, id);
-    header(headers, names::MODEL_GROUP, &r.group);
+    let d = &r.deployment;
+    let cached = |name: HeaderName, v: &Option<HeaderValue>, text: &str, h: &mut HeaderMap| match v
+    {
+        Some(v) => {
+            h.insert(name, v.clone());
+        }
+        None => header(h, name, text),
+    };
+    let id = d.id().as_str();
+    cached(names::DEPLOYMENT, &d.id_header, id, headers);
+    cached(names::LITELLM_MODEL_ID, &d.id_header, id, headers);
+    // The serving group is the deployment's own, except for wildcard and alias routes.
+    if r.group == d.deployment.model_name {
+        cached(names::MODEL_GROUP, &d.group_header, &r.group, headers);
+        cached(
+            names::LITELLM_MODEL_GROUP,
+            &d.group_header,
+            &r.group,
+            headers,
+        );
+    } else {
+        header(headers, names::MODEL_GROUP, &r.group);
+        header(headers, names::LITELLM_MODEL_GROUP, &r.group);
+    }
     number(headers, names::ATTEMPTS, r.attempts.len());
     number(headers, names::FALLBACK_DEPTH, r.fallback_depth as usize);
     headers.insert(
         names::SETTINGS_SOURCE,
         HeaderValue::from_static(source.as_str()),
     );
-    header(headers, names::LITELLM_MODEL_ID, id);
-    header(headers, names::LITELLM_MODEL_GROUP, &r.group);
     number(headers, names::LITELLM_RETRIES, retries_in(&r.attempts));
     number(headers, names::LITELLM_FALLBACKS, r.fallback_depth as usize);
 }

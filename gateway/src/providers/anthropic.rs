@@ -62,8 +62,16 @@ impl Dialect for Anthropic {
         d: &Deployment,
         stream: bool,
     ) -> Result<UpstreamRequest, ProviderError> {
-        let model = upstream_model(req.body.get("model").and_then(Value::as_str), d)?;
-        let body = translate_request(&req.body, model, stream)
+        // Translation works on the whole tree.
+        let tree = req.body.to_map().map_err(|_| {
+            ProviderError::new(
+                &d.id,
+                FailureClass::BadRequest,
+                "request body is nested too deeply to translate",
+            )
+        })?;
+        let model = upstream_model(tree.get("model").and_then(Value::as_str), d)?;
+        let body = translate_request(&tree, model, stream)
             .map_err(|m| ProviderError::new(&d.id, FailureClass::BadRequest, m))?;
         let body = serde_json::to_vec(&body).map_err(|_| {
             ProviderError::new(

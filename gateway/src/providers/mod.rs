@@ -173,8 +173,9 @@ impl ProviderError {
 /// already been removed from `body`.
 #[derive(Clone, Debug)]
 pub struct ChatRequest {
-    /// The full OpenAI-shaped body. `model` is rewritten per deployment by the dialect.
-    pub body: Map<String, Value>,
+    /// The full OpenAI-shaped body, one level deep. `model` is rewritten per deployment by
+    /// the dialect.
+    pub body: body::RawObject,
     pub stream: bool,
     /// `stream_options.include_usage`.
     pub include_usage: bool,
@@ -227,6 +228,7 @@ impl ChatResponse {
 ///   cannot fall back any more: it must end the client's stream with an in-band error.
 pub type ChunkStream = Pin<Box<dyn Stream<Item = Result<Value, ProviderError>> + Send>>;
 
+pub mod body;
 pub mod client;
 mod h1;
 pub use client::ProviderClient;
@@ -592,7 +594,7 @@ pub(crate) mod tests {
             panic!("request body must be an object")
         };
         ChatRequest {
-            body,
+            body: body::RawObject::from_map(&body),
             stream,
             include_usage,
         }

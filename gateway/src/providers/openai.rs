@@ -11,6 +11,7 @@ use http::{HeaderMap, StatusCode};
 use secrecy::ExposeSecret;
 use serde_json::{Map, Value};
 
+use super::body::RawObject;
 use super::scan::CompletionScan;
 use super::{
     class_for_status, content_filtered, invalid_response, json_headers, mentions_context_window,
@@ -68,7 +69,8 @@ impl Dialect for OpenAi {
         d: &Deployment,
         stream: bool,
     ) -> Result<UpstreamRequest, ProviderError> {
-        let model = upstream_model(client_model(&req.body), d)?;
+        let client = req.body.get_str("model");
+        let model = upstream_model(client.as_deref(), d)?;
         Ok(UpstreamRequest {
             url: openai_url(d, Endpoint::Chat),
             headers: openai_headers(d)?,
@@ -136,7 +138,8 @@ impl Dialect for Azure {
         d: &Deployment,
         stream: bool,
     ) -> Result<UpstreamRequest, ProviderError> {
-        let model = upstream_model(client_model(&req.body), d)?;
+        let client = req.body.get_str("model");
+        let model = upstream_model(client.as_deref(), d)?;
         let mode = match BodyMode::new(stream) {
             BodyMode::Stream if !azure_accepts_stream_options(azure_api_version(d)) => {
                 BodyMode::StreamWithoutUsage
@@ -310,41 +313,38 @@ fn azure_accepts_stream_options(api_version: &str) -> bool {
 /// accounts tokens from it) where the upstream accepts it; non-streaming drops
 /// `stream`/`stream_options`, which OpenAI refuses without `stream: true`.
 fn chat_body(
-    body: &Map<String, Value>,
+    body: &RawObject,
     model: &str,
     mode: BodyMode,
     d: &DeploymentId,
 ) -> Result<Bytes, ProviderError> {
-    let model = Value::from(model);
-    let patched = if mode == BodyMode::StreamWithoutUsage {
-        serde_json::to_vec(&PatchedObject {
-            base: body,
-            set: &[("model", model), ("stream", Value::Bool(true))],
-            remove: &["stream_options"],
-        })
-    } else if mode == BodyMode::Stream {
-        let mut options = match body.get("stream_options") {
-            Some(Value::Object(o)) => o.clone(),
-            _ => Map::new(),
-        };
-        options.insert("include_usage".into(), Value::Bool(true));
-        serde_json::to_vec(&PatchedObject {
-            base: body,
-            set: &[
-                ("model", model),
-                ("stream", Value::Bool(true)),
-                ("stream_options", options.into()),
-            ],
-            remove: &[],
-        })
-    } else {
-        serde_json::to_vec(&PatchedObject {
-            base: body,
-            set: &[("model", model)],
-            remove: &["stream", "stream_options"],
-        })
+    let model = serde_json::to_string(model).map_err(|_| unserializable(d))?;
+    let out = match mode {
+        BodyMode::StreamWithoutUsage => body.write_patched(
+            &[("model", &model), ("stream", "true")],
+            &["stream_options"],
+        ),
+        BodyMode::Stream => {
+            let mut options = match body.object("stream_options").map(|o| o.to_map()) {
+                Some(Ok(o)) => o,
+                _ => Map::new(),
+            };
+            options.insert("include_usage".into(), Value::Bool(true));
+            let options = serde_json::to_string(&options).map_err(|_| unserializable(d))?;
+            body.write_patched(
+                &[
+                    ("model", &model),
+                    ("stream", "true"),
+                    ("stream_options", &options),
+                ],
+                &[],
+            )
+        }
+        BodyMode::Complete => {
+            body.write_patched(&[("model", &model)], &["stream", "stream_options"])
+        }
     };
-    patched.map(Bytes::from).map_err(|_| unserializable(d))
+    Ok(Bytes::from(out))
 }
 
 fn embeddings_body(
@@ -604,7 +604,9 @@ mod tests {
 
         d.api_version = Some("2024-10-21".into());
         d.api_base = Some("https://contoso-east.openai.azure.com/openai".into());
-        let up = Azure.build_embeddings_request(&req.body, &d).unwrap();
+        let up = Azure
+            .build_embeddings_request(&req.body.to_map().unwrap(), &d)
+            .unwrap();
         assert_eq!(
             up.url,
             "https://contoso-east.openai.azure.com/openai/deployments/gpt4o-eastus/embeddings?api-version=2024-10-21"

@@ -36,12 +36,20 @@ pub struct DeploymentState {
     usage: Mutex<MinuteUsage>,
     pub(crate) cooldown: Mutex<CooldownState>,
     pub metrics: DeploymentMetrics,
+    /// The deployment's id and group as response header values, made once (`None` for a
+    /// value that is not a valid header, which the config never accepts).
+    pub id_header: Option<http::HeaderValue>,
+    pub group_header: Option<http::HeaderValue>,
 }
 
 impl DeploymentState {
     pub fn new(deployment: Deployment, group_size: usize, metrics: DeploymentMetrics) -> Self {
         let now = Instant::now();
+        let id_header = http::HeaderValue::from_str(deployment.id.as_str()).ok();
+        let group_header = http::HeaderValue::from_str(&deployment.model_name).ok();
         DeploymentState {
+            id_header,
+            group_header,
             deployment,
             group_size: AtomicUsize::new(group_size),
             in_flight: AtomicU32::new(0),

@@ -89,7 +89,7 @@ fn request(body: Value) -> ChatRequest {
         panic!("body must be an object")
     };
     ChatRequest {
-        body,
+        body: switchyard::providers::body::RawObject::from_map(&body),
         stream,
         include_usage,
     }
