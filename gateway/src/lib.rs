@@ -183,27 +183,49 @@ async fn not_found(req: Request) -> Response {
 }
 
 async fn authenticate(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
-    let token = presented_token(req.headers());
-    match state.auth.authenticate(token).await {
+    match authorize(&state, req.headers()).await {
+        Ok((ctx, guard)) => {
+            req.extensions_mut().insert(ctx);
+            hold(next.run(req).await, guard)
+        }
+        Err(resp) => resp,
+    }
+}
+
+/// The caller of a proxied request and its parallel-request slot, or the refusal.
+async fn authorize(
+    state: &AppState,
+    headers: &axum::http::HeaderMap,
+) -> Result<
+    (
+        keys::auth::AuthContext,
+        Option<Arc<keys::limits::ParallelGuard>>,
+    ),
+    Response,
+> {
+    match state.auth.authenticate(presented_token(headers)).await {
         Ok(mut ctx) => {
             let guard = ctx.parallel.take();
-            req.extensions_mut().insert(ctx);
-            let resp = next.run(req).await;
-            match guard {
-                // The slot is held until the body (a stream, maybe) is done or dropped.
-                Some(guard) => resp.map(|body| {
-                    Body::new(Held {
-                        body,
-                        _guard: guard,
-                    })
-                }),
-                None => resp,
-            }
+            Ok((ctx, guard))
         }
         Err(e) => {
             state.metrics.request("auth", e.status.as_u16());
-            e.into_response()
+            Err(e.into_response())
         }
+    }
+}
+
+/// Keeps the parallel-request slot taken until the response body (a stream, maybe) is done or
+/// dropped.
+fn hold(resp: Response, guard: Option<Arc<keys::limits::ParallelGuard>>) -> Response {
+    match guard {
+        Some(guard) => resp.map(|body| {
+            Body::new(Held {
+                body,
+                _guard: guard,
+            })
+        }),
+        None => resp,
     }
 }
 
@@ -235,23 +257,31 @@ impl<T: Unpin> hyper::body::Body for Held<T> {
     }
 }
 
+const REQUEST_ID: axum::http::HeaderName = axum::http::HeaderName::from_static("x-request-id");
+
 /// Echoes a sane client `x-request-id` or makes one, on every response.
 async fn request_id(req: Request, next: Next) -> Response {
-    let id = req
-        .headers()
-        .get("x-request-id")
-        .filter(|v| {
-            v.len() <= 128
-                && v.to_str()
-                    .is_ok_and(|s| s.chars().all(|c| c.is_ascii_graphic()))
-        })
+    let id = request_id_of(req.headers());
+    finish_response(next.run(req).await, id)
+}
+
+/// The client's `x-request-id` when it is sane (printable ASCII, at most 128 bytes), else a
+/// new UUID.
+fn request_id_of(headers: &axum::http::HeaderMap) -> HeaderValue {
+    headers
+        .get(REQUEST_ID)
+        .filter(|v| v.len() <= 128 && v.as_bytes().iter().all(|b| b.is_ascii_graphic()))
         .cloned()
         .unwrap_or_else(|| {
             let mut buf = uuid::Uuid::encode_buffer();
             let id = uuid::Uuid::new_v4().hyphenated().encode_lower(&mut buf);
             HeaderValue::from_str(id).unwrap_or(HeaderValue::from_static("unknown"))
-        });
-    let mut resp = next.run(req).await;
+        })
+}
+
+/// Every response's last step: the request id, and axum's plain-text refusals in the API's
+/// error shape.
+fn finish_response(mut resp: Response, id: HeaderValue) -> Response {
     // A body over a route's limit, refused by axum's extractors in plain text: say it in the
     // API's error shape.
     if resp.status() == StatusCode::PAYLOAD_TOO_LARGE
@@ -268,7 +298,7 @@ async fn request_id(req: Request, next: Next) -> Response {
         .with_code("request_too_large")
         .into_response();
     }
-    resp.headers_mut().insert("x-request-id", id);
+    resp.headers_mut().insert(REQUEST_ID, id);
     if resp.status() == StatusCode::METHOD_NOT_ALLOWED
         && resp.headers().get("content-type").is_none()
     {
@@ -284,6 +314,93 @@ async fn request_id(req: Request, next: Next) -> Response {
     resp
 }
 
+/// The served application per connection. Chat completions, the hot path, go straight to
+/// their handler; every other request goes through the [`app`] router. Both take the same
+/// steps (request id, authentication, parallel slot), so a chat request is answered the same
+/// either way; the direct call only skips the router's dispatch and two layers of boxed
+/// middleware.
+#[derive(Clone)]
+struct Connection {
+    state: AppState,
+    router: axum::Router,
+    /// The peer, for handlers that ask (`ConnectInfo`).
+    peer: std::net::SocketAddr,
+}
+
+fn is_chat_path(path: &str) -> bool {
+    matches!(path, "/v1/chat/completions" | "/chat/completions")
+}
+
+impl tower::Service<Request> for Connection {
+    type Response = Response;
+    type Error = std::convert::Infallible;
+    type Future = futures::future::BoxFuture<'static, Result<Response, Self::Error>>;
+
+    fn poll_ready(
+        &mut self,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Self::Error>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, mut req: Request) -> Self::Future {
+        if req.method() == axum::http::Method::POST && is_chat_path(req.uri().path()) {
+            let state = self.state.clone();
+            return Box::pin(async move { Ok(chat_direct(state, req).await) });
+        }
+        req.extensions_mut()
+            .insert(axum::extract::ConnectInfo(self.peer));
+        let router = self.router.clone();
+        Box::pin(tower::ServiceExt::oneshot(router, req))
+    }
+}
+
+/// `POST /v1/chat/completions` without the router: the `request_id` and `authenticate`
+/// middleware steps around the handler.
+async fn chat_direct(state: AppState, req: Request) -> Response {
+    let id = request_id_of(req.headers());
+    let (parts, body) = req.into_parts();
+    let resp = match authorize(&state, &parts.headers).await {
+        Ok((ctx, guard)) => hold(
+            api::chat::chat_completions(State(state), axum::Extension(ctx), body).await,
+            guard,
+        ),
+        Err(resp) => resp,
+    };
+    finish_response(resp, id)
+}
+
+/// Makes a [`Connection`] service per accepted connection.
+#[derive(Clone)]
+struct MakeConnection {
+    state: AppState,
+    router: axum::Router,
+}
+
+impl tower::Service<axum::serve::IncomingStream<'_, tokio::net::TcpListener>> for MakeConnection {
+    type Response = Connection;
+    type Error = std::convert::Infallible;
+    type Future = std::future::Ready<Result<Connection, Self::Error>>;
+
+    fn poll_ready(
+        &mut self,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Self::Error>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+
+    fn call(
+        &mut self,
+        stream: axum::serve::IncomingStream<'_, tokio::net::TcpListener>,
+    ) -> Self::Future {
+        std::future::ready(Ok(Connection {
+            state: self.state.clone(),
+            router: self.router.clone(),
+            peer: *stream.remote_addr(),
+        }))
+    }
+}
+
 /// Serves `state` on `listener` until `shutdown` resolves, then drains in-flight requests for
 /// at most `grace` before returning.
 pub async fn serve<F>(
@@ -297,7 +414,10 @@ where
 {
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     // The peer address reaches handlers (`ConnectInfo`): the admin UI limits failed sign-ins per IP.
-    let service = app(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
+    let service = MakeConnection {
+        router: app(state.clone()),
+        state,
+    };
     let server = axum::serve(listener, service).with_graceful_shutdown(async move {
         shutdown.await;
         let _ = tx.send(());
