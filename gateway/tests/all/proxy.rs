@@ -902,3 +902,89 @@ async fn global_timeout_applies_when_the_deployment_sets_none() {
     let v: Value = resp.json().await.unwrap();
     assert_eq!(v["error"]["code"], "upstream_timeout");
 }
+
+/// `serve` answers chat completions without the router; `app()` still routes them. The same
+/// requests get the same answers both ways: success, refusal, bad body, echoed request id.
+#[tokio::test]
+async fn chat_completions_answer_the_same_through_serve_and_through_the_router() {
+    use tower::ServiceExt;
+    let server = ok_upstream("same").await;
+    let gw = start(
+        config(
+            vec![openai("d", "gpt-4o", &server)],
+            RouterSettings::default(),
+        ),
+        Some("sk-master-0123"),
+    )
+    .await;
+    let router = switchyard::app(gw.state.clone());
+    let client = reqwest::Client::new();
+    let cases: [(&str, Option<&str>, String); 4] = [
+        (
+            "sk-master-0123",
+            Some("req-1"),
+            chat_body("gpt-4o").to_string(),
+        ),
+        ("sk-wrong", None, chat_body("gpt-4o").to_string()),
+        (
+            "sk-master-0123",
+            None,
+            r#"{"model": "gpt-4o", "messages": "hi"}"#.into(),
+        ),
+        (
+            "sk-master-0123",
+            None,
+            r#"{"model": "nope", "messages": []}"#.into(),
+        ),
+    ];
+    for (key, request_id, body) in cases {
+        let mut served = client
+            .post(format!("{}/v1/chat/completions", gw.url))
+            .bearer_auth(key)
+            .header("content-type", "application/json")
+            .body(body.clone());
+        let mut routed = axum::http::Request::post("/chat/completions")
+            .header("authorization", format!("Bearer {key}"))
+            .header("content-type", "application/json");
+        if let Some(id) = request_id {
+            served = served.header("x-request-id", id);
+            routed = routed.header("x-request-id", id);
+        }
+        let served = served.send().await.unwrap();
+        let routed = router
+            .clone()
+            .oneshot(routed.body(axum::body::Body::from(body.clone())).unwrap())
+            .await
+            .unwrap();
+        assert_eq!(served.status().as_u16(), routed.status().as_u16(), "{body}");
+        let names = |h: &axum::http::HeaderMap| {
+            let mut n: Vec<String> = h
+                .keys()
+                .map(|k| k.to_string())
+                .filter(|k| k != "date" && k != "content-length")
+                .collect();
+            n.sort();
+            n
+        };
+        assert_eq!(names(served.headers()), names(routed.headers()), "{body}");
+        let served_id = header(&served, "x-request-id").to_string();
+        let routed_id = routed.headers()["x-request-id"]
+            .to_str()
+            .unwrap()
+            .to_string();
+        match request_id {
+            Some(id) => {
+                assert_eq!(served_id, id);
+                assert_eq!(routed_id, id);
+            }
+            None => assert!(!served_id.is_empty() && !routed_id.is_empty()),
+        }
+        let served: Value = served.json().await.unwrap();
+        let routed = axum::body::to_bytes(routed.into_body(), usize::MAX)
+            .await
+            .unwrap();
+        let routed: Value = serde_json::from_slice(&routed).unwrap();
+        assert_eq!(served, routed, "{body}");
+    }
+    assert_eq!(calls(&server).await, 2, "one served request per path");
+}
