@@ -84,9 +84,9 @@ struct Idle {
     since: Instant,
 }
 
-/// Idle connections per `host:port`.
+/// Idle connections per `host:port` (hosts come from the config, so the fast hasher).
 pub(crate) struct H1Pool {
-    idle: Mutex<HashMap<String, Vec<Idle>>>,
+    idle: Mutex<HashMap<String, Vec<Idle>, foldhash::fast::RandomState>>,
     max_idle_per_host: usize,
     idle_timeout: Duration,
     keepalive: Duration,
@@ -110,7 +110,7 @@ impl H1Pool {
         keepalive: Duration,
     ) -> Arc<Self> {
         Arc::new(H1Pool {
-            idle: Mutex::new(HashMap::new()),
+            idle: Mutex::new(HashMap::default()),
             max_idle_per_host,
             idle_timeout,
             keepalive,

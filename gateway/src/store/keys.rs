@@ -213,7 +213,15 @@ pub fn check_presented(key: &str) -> Result<&str, KeyFormatError> {
     if key.len() > MAX_KEY_LEN {
         return Err(KeyFormatError::TooLong);
     }
-    if key.chars().any(|c| c.is_whitespace() || c.is_control()) {
+    // ASCII keys (all real ones) are checked bytewise; the same set (vertical tab is a
+    // control character).
+    let bad = if key.is_ascii() {
+        key.bytes()
+            .any(|b| b.is_ascii_whitespace() || b.is_ascii_control())
+    } else {
+        key.chars().any(|c| c.is_whitespace() || c.is_control())
+    };
+    if bad {
         return Err(KeyFormatError::BadCharacters);
     }
     let rest = key
@@ -334,6 +342,10 @@ mod tests {
             ("pk-1234", KeyFormatError::MissingScheme),
             ("sk-", KeyFormatError::Empty),
             ("sk-12\n34", KeyFormatError::BadCharacters),
+            ("sk-12\x0b34", KeyFormatError::BadCharacters),
+            ("sk-12\x7f34", KeyFormatError::BadCharacters),
+            ("sk-12\u{a0}34", KeyFormatError::BadCharacters),
+            ("sk-12\u{2028}34", KeyFormatError::BadCharacters),
             ("", KeyFormatError::MissingScheme),
         ];
         for (key, want) in table {
