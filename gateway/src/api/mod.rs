@@ -173,7 +173,7 @@ fn header(headers: &mut HeaderMap, name: HeaderName, value: &str) {
 
 fn number(headers: &mut HeaderMap, name: HeaderName, value: usize) {
     // Counts are almost always single digits: those are static values, not formatted ones.
-    const DIGITS: [HeaderValue; 10] = [
+    static DIGITS: [HeaderValue; 10] = [
         HeaderValue::from_static("0"),
         HeaderValue::from_static("1"),
         HeaderValue::from_static("2"),
