@@ -36,7 +36,7 @@ impl RawObject {
         let base = text.as_ptr() as usize;
         let top = {
             let mut de = serde_json::Deserializer::from_slice(&text);
-            let top = Top::deserialize(&mut de)?;
+            let ByKind(top) = ByKind::<Top>::deserialize(&mut de)?;
             de.end()?;
             top
         };
@@ -212,6 +212,55 @@ pub fn messages_shape(raw: &[u8]) -> MessagesShape {
     }
 }
 
+/// What to make of a JSON value that is read for one thing: an object's members (`object`),
+/// or, for any other value, only its type (`other`, with the type as error messages name it).
+trait ObjectReader<'de>: Sized {
+    fn object<A: MapAccess<'de>>(map: A) -> Result<Self, A::Error>;
+    fn other(kind: &'static str) -> Self;
+}
+
+/// Deserializes any JSON value into `T` by its type (values that are not objects are skipped
+/// over, nothing is built).
+struct ByKind<T>(T);
+
+impl<'de, T: ObjectReader<'de>> Deserialize<'de> for ByKind<T> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V<T>(std::marker::PhantomData<T>);
+        impl<'de, T: ObjectReader<'de>> Visitor<'de> for V<T> {
+            type Value = ByKind<T>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a JSON value")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
+                T::object(map).map(ByKind)
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+                while seq.next_element::<IgnoredAny>()?.is_some() {}
+                Ok(ByKind(T::other("an array")))
+            }
+            fn visit_bool<E: de::Error>(self, _: bool) -> Result<Self::Value, E> {
+                Ok(ByKind(T::other("a boolean")))
+            }
+            fn visit_i64<E: de::Error>(self, _: i64) -> Result<Self::Value, E> {
+                Ok(ByKind(T::other("a number")))
+            }
+            fn visit_u64<E: de::Error>(self, _: u64) -> Result<Self::Value, E> {
+                Ok(ByKind(T::other("a number")))
+            }
+            fn visit_f64<E: de::Error>(self, _: f64) -> Result<Self::Value, E> {
+                Ok(ByKind(T::other("a number")))
+            }
+            fn visit_str<E: de::Error>(self, _: &str) -> Result<Self::Value, E> {
+                Ok(ByKind(T::other("a string")))
+            }
+            fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+                Ok(ByKind(T::other("null")))
+            }
+        }
+        d.deserialize_any(V(std::marker::PhantomData))
+    }
+}
+
 /// The top level of a body: an object's member spans, or the JSON type it is instead.
 enum Top {
     /// (name, address of the value's first byte, length)
@@ -219,51 +268,22 @@ enum Top {
     Other(&'static str),
 }
 
-impl<'de> Deserialize<'de> for Top {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl<'de> Visitor<'de> for V {
-            type Value = Top;
-            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("a JSON value")
-            }
-            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Top, A::Error> {
-                let mut members: Vec<(String, usize, usize)> = Vec::with_capacity(8);
-                while let Some(name) = map.next_key::<Cow<'de, str>>()? {
-                    let value: &'de RawValue = map.next_value()?;
-                    let text = value.get();
-                    let span = (text.as_ptr() as usize, text.len());
-                    match members.iter_mut().find(|(n, _, _)| *n == name) {
-                        Some(m) => (m.1, m.2) = span,
-                        None => members.push((name.into_owned(), span.0, span.1)),
-                    }
-                }
-                Ok(Top::Object(members))
-            }
-            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Top, A::Error> {
-                while seq.next_element::<IgnoredAny>()?.is_some() {}
-                Ok(Top::Other("an array"))
-            }
-            fn visit_bool<E: de::Error>(self, _: bool) -> Result<Top, E> {
-                Ok(Top::Other("a boolean"))
-            }
-            fn visit_i64<E: de::Error>(self, _: i64) -> Result<Top, E> {
-                Ok(Top::Other("a number"))
-            }
-            fn visit_u64<E: de::Error>(self, _: u64) -> Result<Top, E> {
-                Ok(Top::Other("a number"))
-            }
-            fn visit_f64<E: de::Error>(self, _: f64) -> Result<Top, E> {
-                Ok(Top::Other("a number"))
-            }
-            fn visit_str<E: de::Error>(self, _: &str) -> Result<Top, E> {
-                Ok(Top::Other("a string"))
-            }
-            fn visit_unit<E: de::Error>(self) -> Result<Top, E> {
-                Ok(Top::Other("null"))
+impl<'de> ObjectReader<'de> for Top {
+    fn object<A: MapAccess<'de>>(mut map: A) -> Result<Top, A::Error> {
+        let mut members: Vec<(String, usize, usize)> = Vec::with_capacity(8);
+        while let Some(name) = map.next_key::<Cow<'de, str>>()? {
+            let value: &'de RawValue = map.next_value()?;
+            let text = value.get();
+            let span = (text.as_ptr() as usize, text.len());
+            match members.iter_mut().find(|(n, _, _)| *n == name) {
+                Some(m) => (m.1, m.2) = span,
+                None => members.push((name.into_owned(), span.0, span.1)),
             }
         }
-        d.deserialize_any(V)
+        Ok(Top::Object(members))
+    }
+    fn other(kind: &'static str) -> Top {
+        Top::Other(kind)
     }
 }
 
@@ -280,7 +300,7 @@ impl<'de> Deserialize<'de> for Messages {
             fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Messages, A::Error> {
                 let mut i = 0;
                 let mut shape = None;
-                while let Some(m) = seq.next_element::<Message>()? {
+                while let Some(ByKind(m)) = seq.next_element::<ByKind<Message>>()? {
                     if shape.is_none() {
                         shape = match m {
                             Message::NotAnObject => Some(MessagesShape::NotAnObject(i)),
@@ -307,95 +327,37 @@ enum Message {
     Ok,
 }
 
-impl<'de> Deserialize<'de> for Message {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl<'de> Visitor<'de> for V {
-            type Value = Message;
-            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("a message")
-            }
-            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Message, A::Error> {
-                let mut role = false;
-                while let Some(name) = map.next_key::<Cow<'de, str>>()? {
-                    if name == "role" {
-                        role = map.next_value::<IsString>()?.0;
-                    } else {
-                        map.next_value::<IgnoredAny>()?;
-                    }
-                }
-                Ok(if role {
-                    Message::Ok
-                } else {
-                    Message::NoStringRole
-                })
-            }
-            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Message, A::Error> {
-                while seq.next_element::<IgnoredAny>()?.is_some() {}
-                Ok(Message::NotAnObject)
-            }
-            fn visit_bool<E: de::Error>(self, _: bool) -> Result<Message, E> {
-                Ok(Message::NotAnObject)
-            }
-            fn visit_i64<E: de::Error>(self, _: i64) -> Result<Message, E> {
-                Ok(Message::NotAnObject)
-            }
-            fn visit_u64<E: de::Error>(self, _: u64) -> Result<Message, E> {
-                Ok(Message::NotAnObject)
-            }
-            fn visit_f64<E: de::Error>(self, _: f64) -> Result<Message, E> {
-                Ok(Message::NotAnObject)
-            }
-            fn visit_str<E: de::Error>(self, _: &str) -> Result<Message, E> {
-                Ok(Message::NotAnObject)
-            }
-            fn visit_unit<E: de::Error>(self) -> Result<Message, E> {
-                Ok(Message::NotAnObject)
+impl<'de> ObjectReader<'de> for Message {
+    fn object<A: MapAccess<'de>>(mut map: A) -> Result<Message, A::Error> {
+        let mut role = false;
+        while let Some(name) = map.next_key::<Cow<'de, str>>()? {
+            if name == "role" {
+                role = map.next_value::<ByKind<IsString>>()?.0 .0;
+            } else {
+                map.next_value::<IgnoredAny>()?;
             }
         }
-        d.deserialize_any(V)
+        Ok(if role {
+            Message::Ok
+        } else {
+            Message::NoStringRole
+        })
+    }
+    fn other(_: &'static str) -> Message {
+        Message::NotAnObject
     }
 }
 
-/// Whether a value is a string (any other value is skipped over).
+/// Whether a value is a string.
 struct IsString(bool);
 
-impl<'de> Deserialize<'de> for IsString {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl<'de> Visitor<'de> for V {
-            type Value = IsString;
-            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("any value")
-            }
-            fn visit_str<E: de::Error>(self, _: &str) -> Result<IsString, E> {
-                Ok(IsString(true))
-            }
-            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<IsString, A::Error> {
-                while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
-                Ok(IsString(false))
-            }
-            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<IsString, A::Error> {
-                while seq.next_element::<IgnoredAny>()?.is_some() {}
-                Ok(IsString(false))
-            }
-            fn visit_bool<E: de::Error>(self, _: bool) -> Result<IsString, E> {
-                Ok(IsString(false))
-            }
-            fn visit_i64<E: de::Error>(self, _: i64) -> Result<IsString, E> {
-                Ok(IsString(false))
-            }
-            fn visit_u64<E: de::Error>(self, _: u64) -> Result<IsString, E> {
-                Ok(IsString(false))
-            }
-            fn visit_f64<E: de::Error>(self, _: f64) -> Result<IsString, E> {
-                Ok(IsString(false))
-            }
-            fn visit_unit<E: de::Error>(self) -> Result<IsString, E> {
-                Ok(IsString(false))
-            }
-        }
-        d.deserialize_any(V)
+impl<'de> ObjectReader<'de> for IsString {
+    fn object<A: MapAccess<'de>>(mut map: A) -> Result<IsString, A::Error> {
+        while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+        Ok(IsString(false))
+    }
+    fn other(kind: &'static str) -> IsString {
+        IsString(kind == "a string")
     }
 }
 
