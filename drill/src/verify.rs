@@ -39,8 +39,19 @@ pub struct Attempt {
     pub served: bool,
 }
 
-/// Where a call sorts among its request's calls: (t_ms, mock rank, journal seq).
+/// Where a call sorts among its request's calls: (arrival in µs, mock rank, journal seq). The
+/// mocks share one clock; milliseconds were too coarse (a fallback call often arrives within
+/// the millisecond of the failure before it, and the tie went to the mock's rank).
 type CallOrder = (u64, usize, u64);
+
+/// A journal entry's arrival in microseconds (from `t_ms` for journals without `t_us`).
+fn arrival_us(e: &JournalEntry) -> u64 {
+    if e.t_us > 0 || e.t_ms == 0 {
+        e.t_us
+    } else {
+        e.t_ms * 1000
+    }
+}
 
 /// Correlation id → its upstream calls, filled from journal drains. Calls of one request are
 /// ordered by arrival time, then mock id, then journal order, whatever the drains' timing.
@@ -84,6 +95,7 @@ impl AttemptIndex {
                 .cloned()
                 .unwrap_or_else(|| (mock.clone(), usize::MAX));
             for e in list {
+                let at = arrival_us(&e);
                 let Some(rid) = e.correlation_id else {
                     continue;
                 };
@@ -96,7 +108,7 @@ impl AttemptIndex {
                     .or_insert_with(|| (now_ms, Vec::new()))
                     .1
                     .push((
-                        (e.t_ms, rank, e.seq),
+                        (at, rank, e.seq),
                         Attempt {
                             deployment: dep.clone(),
                             t_ms: e.t_ms,
@@ -1042,6 +1054,7 @@ mod tests {
         JournalEntry {
             seq: t,
             t_ms: t,
+            t_us: t * 1000,
             duration_ms: 1,
             deployment: "m".into(),
             dialect: Dialect::Openai,
@@ -1089,6 +1102,32 @@ mod tests {
         assert_eq!(served_by(&a, "r2"), Some("east-dep"));
         assert_eq!(served_by(&a, "r3"), None);
         assert_eq!(path_of(&a, "r1"), "east-dep(p.outage) -> west-dep(served)");
+    }
+
+    #[test]
+    fn calls_within_one_millisecond_keep_their_order_across_mocks() {
+        // "a-west" ranks before "z-east"; the failed call on z-east came 200 µs earlier.
+        let mut failed = entry("r1", 7, 503, EndKind::ErrorStatus, Some("p.outage"));
+        failed.t_us = 7_100;
+        let mut served = entry("r1", 7, 200, EndKind::Complete, None);
+        served.t_us = 7_300;
+        // A journal from before `t_us` existed orders by milliseconds.
+        let mut old_failed = entry("r2", 8, 503, EndKind::ErrorStatus, Some("p.outage"));
+        old_failed.t_us = 0;
+        let mut old_served = entry("r2", 9, 200, EndKind::Complete, None);
+        old_served.t_us = 0;
+        let mut entries = BTreeMap::new();
+        entries.insert("z-east".to_owned(), vec![failed, old_failed]);
+        entries.insert("a-west".to_owned(), vec![served, old_served]);
+        let a = index_attempts(&entries, &|m: &str| format!("{m}-dep"), &HashSet::new());
+        assert_eq!(
+            path_of(&a, "r1"),
+            "z-east-dep(p.outage) -> a-west-dep(served)"
+        );
+        assert_eq!(
+            path_of(&a, "r2"),
+            "z-east-dep(p.outage) -> a-west-dep(served)"
+        );
     }
 
     #[test]

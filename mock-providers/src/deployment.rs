@@ -35,7 +35,7 @@ pub const DEFAULT_REPORTED_CONTEXT_WINDOW: u64 = 128_000;
 #[derive(Debug)]
 pub(crate) struct Draft {
     arrived: Instant,
-    t_ms: u64,
+    t_us: u64,
     endpoint: Endpoint,
     method: String,
     path: String,
@@ -161,7 +161,7 @@ impl Deployment {
         let arrived = Instant::now();
         Draft {
             arrived,
-            t_ms: arrived.saturating_duration_since(self.started).as_millis() as u64,
+            t_us: arrived.saturating_duration_since(self.started).as_micros() as u64,
             endpoint: Endpoint::Other,
             method: method.to_owned(),
             path: path.to_owned(),
@@ -191,7 +191,8 @@ impl Deployment {
         self.stats.completed(&outcome, draft.rejected);
         self.journal.push(JournalEntry {
             seq: 0,
-            t_ms: draft.t_ms,
+            t_ms: draft.t_us / 1000,
+            t_us: draft.t_us,
             duration_ms: draft.arrived.elapsed().as_millis() as u64,
             deployment: self.id.to_string(),
             dialect: self.spec.dialect,

@@ -86,6 +86,11 @@ pub struct JournalEntry {
     pub seq: u64,
     /// Arrival time, in milliseconds since the server started.
     pub t_ms: u64,
+    /// Arrival time, in microseconds since the server started: orders the calls of one request
+    /// across deployments (a fallback call often arrives within the millisecond of the failed
+    /// one). 0 in journals from before it existed.
+    #[serde(default)]
+    pub t_us: u64,
     /// Time from arrival to the end of the response, in milliseconds.
     pub duration_ms: u64,
     pub deployment: String,
@@ -309,6 +314,7 @@ mod tests {
         JournalEntry {
             seq: 0,
             t_ms: 0,
+            t_us: 0,
             duration_ms: 0,
             deployment: "d".to_owned(),
             dialect: Dialect::Openai,

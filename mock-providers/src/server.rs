@@ -228,14 +228,14 @@ impl MockServer {
     }
 
     /// Every deployment's journal entries, ordered by arrival time
-    /// (`t_ms`), then deployment, then `seq`.
+    /// (`t_us`), then deployment, then `seq`.
     pub fn journal(&self) -> Vec<JournalEntry> {
         let mut all: Vec<JournalEntry> = self
             .served
             .iter()
             .flat_map(|s| s.deployment.journal(0).entries)
             .collect();
-        all.sort_by(|a, b| (a.t_ms, &a.deployment, a.seq).cmp(&(b.t_ms, &b.deployment, b.seq)));
+        all.sort_by(|a, b| (a.t_us, &a.deployment, a.seq).cmp(&(b.t_us, &b.deployment, b.seq)));
         all
     }
 

@@ -205,9 +205,14 @@ async fn keep_request_log_writes_one_line_per_request_without_secrets() {
         "{moved} of {}",
         outage.len()
     );
-    assert!(outage
-        .iter()
-        .any(|l| l["tried"] == serde_json::json!(["gpt-4o-east", "claude-west"])));
+    let tried: std::collections::BTreeSet<String> =
+        outage.iter().map(|l| l["tried"].to_string()).collect();
+    assert!(
+        outage
+            .iter()
+            .any(|l| l["tried"] == serde_json::json!(["gpt-4o-east", "claude-west"])),
+        "outage requests tried: {tried:?}"
+    );
     // Per phase, the log agrees with the journal's served-by counts.
     let served = lines
         .iter()
