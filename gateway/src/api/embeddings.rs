@@ -46,10 +46,6 @@ async fn handle(state: &AppState, auth: &AuthContext, body: Body) -> Result<Resp
         }
     }
     let gw = take_gateway_fields(&mut obj)?;
-    // Embeddings bodies go upstream as a tree (they are not on the chat hot path).
-    let obj = obj
-        .to_map()
-        .map_err(|e| ApiError::bad_request(format!("request body is not usable: {e}")))?;
     let settings = Arc::clone(&auth.settings);
     let may_use = |g: &str| auth.may_use(g);
     let route = RouteRequest {

@@ -10,7 +10,6 @@ use std::time::Duration;
 
 use axum::body::{Body, Bytes};
 use axum::http::{HeaderMap, HeaderName, HeaderValue};
-use serde_json::Value;
 
 use crate::error::ApiError;
 use crate::keys::effective::Source;
@@ -96,19 +95,20 @@ pub fn take_gateway_fields(body: &mut RawObject) -> Result<GatewayFields, ApiErr
     };
     let fallbacks = match body.get("fallbacks") {
         None | Some(b"null") => None,
-        Some(raw) if raw.first() == Some(&b'[') => match body.value("fallbacks") {
-            Some(Ok(Value::Array(items))) => Some(
+        Some(raw) if raw.first() == Some(&b'[') => {
+            // The body parsed, so only nesting limits can refuse the array here.
+            let items = serde_json::from_slice::<Vec<&serde_json::value::RawValue>>(raw)
+                .map_err(|_| list_error("an unreadable value"))?;
+            Some(
                 items
                     .into_iter()
-                    .map(|v| match v {
-                        Value::String(s) => Ok(s),
-                        other => Err(list_error(json_type(&other))),
+                    .map(|v| {
+                        serde_json::from_str::<String>(v.get())
+                            .map_err(|_| list_error(json_type_of(v.get().as_bytes())))
                     })
                     .collect::<Result<Vec<_>, _>>()?,
-            ),
-            // Valid JSON too deeply nested for a tree.
-            _ => return Err(list_error("an unreadable value")),
-        },
+            )
+        }
         Some(raw) => {
             return Err(ApiError::bad_request(format!(
                 "`fallbacks` must be a list of model group names, got {}",
@@ -132,17 +132,6 @@ pub fn take_gateway_fields(body: &mut RawObject) -> Result<GatewayFields, ApiErr
         fallbacks,
         disable_fallbacks,
     })
-}
-
-fn json_type(v: &Value) -> &'static str {
-    match v {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
-    }
 }
 
 /// The observability headers' names, checked at compile time.
@@ -344,6 +333,57 @@ impl UsageSink {
                 cost: cost(deployment, prompt_tokens, completion_tokens),
                 start_time: self.started,
             });
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn body(text: &'static str) -> RawObject {
+        parse_object(Bytes::from_static(text.as_bytes())).expect("object")
+    }
+
+    #[test]
+    fn gateway_fields_are_read_and_removed() {
+        let mut b = body(
+            r#"{"model":"m","fallbacks":["a","b\u0021"],"disable_fallbacks":true,"metadata":{"x":1},"n":1}"#,
+        );
+        let gw = take_gateway_fields(&mut b).unwrap();
+        assert_eq!(gw.fallbacks, Some(vec!["a".to_string(), "b!".to_string()]));
+        assert!(gw.disable_fallbacks);
+        assert_eq!(b.write_patched(&[], &[]), br#"{"model":"m","n":1}"#);
+        let gw = take_gateway_fields(&mut body(r#"{"fallbacks":null}"#)).unwrap();
+        assert_eq!(gw.fallbacks, None);
+        assert!(!gw.disable_fallbacks);
+    }
+
+    #[test]
+    fn bad_gateway_fields_name_the_field_and_what_was_found() {
+        for (text, message) in [
+            (
+                r#"{"fallbacks":["a",2]}"#,
+                "`fallbacks` must be a list of model group names, found a number",
+            ),
+            (
+                r#"{"fallbacks":[{"a":["b"]}]}"#,
+                "`fallbacks` must be a list of model group names, found an object",
+            ),
+            (
+                r#"{"fallbacks":"a"}"#,
+                "`fallbacks` must be a list of model group names, got a string",
+            ),
+            (
+                r#"{"disable_fallbacks":"yes"}"#,
+                "`disable_fallbacks` must be a boolean, got a string",
+            ),
+        ] {
+            let Err(e) = take_gateway_fields(&mut body(text)) else {
+                panic!("{text} was accepted");
+            };
+            assert_eq!(e.message, message, "{text}");
+            assert!(e.param.is_some(), "{text}");
         }
     }
 }

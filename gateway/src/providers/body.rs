@@ -92,7 +92,8 @@ impl RawObject {
     }
 
     /// Member `name`'s value as a tree.
-    pub fn value(&self, name: &str) -> Option<Result<Value, serde_json::Error>> {
+    #[cfg(test)]
+    fn value(&self, name: &str) -> Option<Result<Value, serde_json::Error>> {
         self.get(name).map(serde_json::from_slice)
     }
 
@@ -108,7 +109,8 @@ impl RawObject {
     }
 
     /// The members' names, in order.
-    pub fn names(&self) -> impl Iterator<Item = &str> {
+    #[cfg(test)]
+    fn names(&self) -> impl Iterator<Item = &str> {
         self.members.iter().map(|(n, _)| n.as_str())
     }
 

@@ -18,9 +18,10 @@ use http_body_util::{BodyDataStream, BodyExt, Full};
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
-use serde_json::{Map, Value};
+use serde_json::Value;
 
-use super::h1::{H1Error, H1Pool};
+use super::body::RawObject;
+use super::h1::H1Pool;
 use super::{
     invalid_response, sse, Anthropic, Azure, ChatRequest, ChatResponse, ChunkStream, Dialect,
     FailureClass, OpenAi, ProviderError, UpstreamRequest,
@@ -102,7 +103,7 @@ impl ProviderClient {
     pub async fn embeddings(
         &self,
         d: &Deployment,
-        body: &serde_json::Map<String, Value>,
+        body: &RawObject,
         timeout: Duration,
     ) -> Result<(Value, u64), ProviderError> {
         match d.provider {
@@ -164,7 +165,7 @@ impl ProviderClient {
         &self,
         dialect: D,
         d: &Deployment,
-        body: &Map<String, Value>,
+        body: &RawObject,
         timeout: Duration,
     ) -> Result<(Value, u64), ProviderError> {
         let upstream = dialect.build_embeddings_request(body, d)?;
@@ -225,7 +226,7 @@ impl ProviderClient {
         if uri.scheme() == Some(&http::uri::Scheme::HTTP) {
             return match self.plain.post(&uri, upstream.headers, upstream.body).await {
                 Ok((parts, body)) => Ok((parts.status, parts.headers, body)),
-                Err(e) => Err(plain_failed(d, e)),
+                Err(e) => Err(transport_failed(d, e.stage, &e.cause)),
             };
         }
         let (parts, body) = self.send_to(uri, upstream, d).await?.into_parts();
@@ -241,27 +242,31 @@ fn upstream_uri(url: &str, d: &DeploymentId) -> Result<http::Uri, ProviderError>
         .map_err(|_| ProviderError::new(d, FailureClass::BadRequest, "invalid upstream URL"))
 }
 
-/// A plain-HTTP call's transport failure, worded like the pooled client's.
-fn plain_failed(d: &DeploymentId, e: H1Error) -> ProviderError {
-    let message = match e {
-        H1Error::Connect(e) => format!("could not connect to upstream: {e}"),
-        H1Error::BeforeResponse(cause) => {
-            format!("upstream connection failed before a response: {cause}")
-        }
-        H1Error::Body(cause) => format!("reading the upstream response failed: {cause}"),
+/// Where a call's transport failed; each stage has one wording, whichever client saw it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Stage {
+    /// No connection could be made: refused, unreachable, TLS, DNS.
+    Connect,
+    /// Connected, but the connection failed or closed before the response head.
+    BeforeResponse,
+    /// The response head arrived, its body did not arrive whole.
+    Body,
+}
+
+fn transport_failed(d: &DeploymentId, stage: Stage, cause: &Cause) -> ProviderError {
+    let what = match stage {
+        Stage::Connect => "could not connect to upstream",
+        Stage::BeforeResponse => "upstream connection failed before a response",
+        Stage::Body => "reading the upstream response failed",
     };
-    ProviderError::new(d, FailureClass::Connection, message)
+    ProviderError::new(d, FailureClass::Connection, format!("{what}: {cause}"))
 }
 
 /// A whole response body.
 async fn read_all(body: hyper::body::Incoming, d: &DeploymentId) -> Result<Bytes, ProviderError> {
     match body.collect().await {
         Ok(b) => Ok(b.to_bytes()),
-        Err(e) => Err(ProviderError::new(
-            d,
-            FailureClass::Connection,
-            format!("reading the upstream response failed: {}", Cause::of(&e)),
-        )),
+        Err(e) => Err(transport_failed(d, Stage::Body, &Cause::of(&e))),
     }
 }
 
@@ -281,24 +286,21 @@ fn timed_out(d: &DeploymentId, timeout: Duration) -> ProviderError {
 
 /// A failure before any response: refused, reset, TLS, DNS.
 fn send_failed(d: &DeploymentId, e: &hyper_util::client::legacy::Error) -> ProviderError {
-    let what = if e.is_connect() {
-        "could not connect to upstream"
+    let stage = if e.is_connect() {
+        Stage::Connect
     } else {
-        "upstream connection failed before a response"
+        Stage::BeforeResponse
     };
-    ProviderError::new(
-        d,
-        FailureClass::Connection,
-        format!("{what}: {}", Cause::of(e)),
-    )
+    transport_failed(d, stage, &Cause::of(e))
 }
 
 /// The innermost cause of a transport error ("connection reset by peer"). Neither hyper's nor
 /// the OS's messages name the URL or carry request data.
-struct Cause(String);
+#[derive(Debug)]
+pub(super) struct Cause(String);
 
 impl Cause {
-    fn of(e: &(dyn std::error::Error + 'static)) -> Cause {
+    pub(super) fn of(e: &(dyn std::error::Error + 'static)) -> Cause {
         let mut cause = e;
         while let Some(source) = cause.source() {
             cause = source;
@@ -310,5 +312,34 @@ impl Cause {
 impl fmt::Display for Cause {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn transport_failures_are_worded_by_stage_whichever_client_saw_them() {
+        let d = DeploymentId("d".into());
+        let cause = Cause("connection refused".into());
+        for (stage, message) in [
+            (
+                Stage::Connect,
+                "could not connect to upstream: connection refused",
+            ),
+            (
+                Stage::BeforeResponse,
+                "upstream connection failed before a response: connection refused",
+            ),
+            (
+                Stage::Body,
+                "reading the upstream response failed: connection refused",
+            ),
+        ] {
+            let e = transport_failed(&d, stage, &cause);
+            assert_eq!(e.class, FailureClass::Connection);
+            assert_eq!(e.message, message);
+        }
     }
 }

@@ -28,17 +28,24 @@ use parking_lot::Mutex;
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 
+use super::client::{Cause, Stage};
+
 type Io = TokioIo<TcpStream>;
 
-/// Why a call failed, in the terms the caller classifies.
+/// Why a call failed: where, and the innermost cause.
 #[derive(Debug)]
-pub(crate) enum H1Error {
-    /// No connection could be made (refused, unreachable, bad host).
-    Connect(std::io::Error),
-    /// The connection failed or closed before the response head arrived.
-    BeforeResponse(String),
-    /// The response head arrived but its body could not be read to the end.
-    Body(String),
+pub(crate) struct H1Error {
+    pub stage: Stage,
+    pub cause: Cause,
+}
+
+impl H1Error {
+    fn new(stage: Stage, e: &(dyn std::error::Error + 'static)) -> H1Error {
+        H1Error {
+            stage,
+            cause: Cause::of(e),
+        }
+    }
 }
 
 /// One upstream connection: the request handle and the connection state machine it feeds.
@@ -50,14 +57,19 @@ struct Conn {
 }
 
 impl Conn {
+    /// Lets the connection read and write what it can; notes when it has finished.
+    fn advance(&mut self, cx: &mut std::task::Context<'_>) {
+        if !self.done && self.conn.poll_without_shutdown(cx).is_ready() {
+            self.done = true;
+        }
+    }
+
     /// Polls `fut` to completion while driving the connection. `None` when the connection
     /// finished before `fut` did.
     async fn drive<F: Future>(&mut self, fut: F) -> Option<F::Output> {
         let mut fut = pin!(fut);
         poll_fn(|cx| {
-            if !self.done && self.conn.poll_without_shutdown(cx).is_ready() {
-                self.done = true;
-            }
+            self.advance(cx);
             match fut.as_mut().poll(cx) {
                 Poll::Ready(v) => Poll::Ready(Some(v)),
                 Poll::Pending if self.done => Poll::Ready(None),
@@ -70,9 +82,7 @@ impl Conn {
     /// Advances the connection without waiting; true when it is open and can take a request.
     async fn usable(&mut self) -> bool {
         poll_fn(|cx| {
-            if !self.done && self.conn.poll_without_shutdown(cx).is_ready() {
-                self.done = true;
-            }
+            self.advance(cx);
             Poll::Ready(!self.done && matches!(self.sender.poll_ready(cx), Poll::Ready(Ok(()))))
         })
         .await
@@ -82,6 +92,15 @@ impl Conn {
 struct Idle {
     conn: Conn,
     since: Instant,
+}
+
+/// Closes the connections of `list` (oldest first, as checked in) idle for `timeout` by `now`.
+fn drop_expired(list: &mut Vec<Idle>, now: Instant, timeout: Duration) {
+    let expired = list
+        .iter()
+        .take_while(|i| now.duration_since(i.since) >= timeout)
+        .count();
+    list.drain(..expired);
 }
 
 /// Idle connections per `host:port` (hosts come from the config, so the fast hasher).
@@ -125,9 +144,9 @@ impl H1Pool {
         headers: http::HeaderMap,
         body: Bytes,
     ) -> Result<(http::response::Parts, Bytes), H1Error> {
-        let authority = uri
-            .authority()
-            .ok_or_else(|| H1Error::Connect(invalid("the upstream URL has no host")))?;
+        let authority = uri.authority().ok_or_else(|| {
+            H1Error::new(Stage::Connect, &invalid("the upstream URL has no host"))
+        })?;
         let key = authority.as_str();
         let mut request = http::Request::new(Full::new(body));
         *request.method_mut() = http::Method::POST;
@@ -153,21 +172,23 @@ impl H1Pool {
                         request = again;
                         continue;
                     }
-                    _ => return Err(H1Error::BeforeResponse(cause(e.error()))),
+                    _ => return Err(H1Error::new(Stage::BeforeResponse, e.error())),
                 },
                 None => {
-                    return Err(H1Error::BeforeResponse(
-                        "connection closed before a response".into(),
+                    return Err(H1Error::new(
+                        Stage::BeforeResponse,
+                        &invalid("connection closed before a response"),
                     ))
                 }
             };
             let (parts, incoming) = response.into_parts();
             let body = match conn.drive(incoming.collect()).await {
                 Some(Ok(b)) => b.to_bytes(),
-                Some(Err(e)) => return Err(H1Error::Body(cause(&e))),
+                Some(Err(e)) => return Err(H1Error::new(Stage::Body, &e)),
                 None => {
-                    return Err(H1Error::Body(
-                        "connection closed before the response ended".into(),
+                    return Err(H1Error::new(
+                        Stage::Body,
+                        &invalid("connection closed before the response ended"),
                     ))
                 }
             };
@@ -204,12 +225,7 @@ impl H1Pool {
                 Some(l) => l,
                 None => map.entry(key.to_string()).or_default(),
             };
-            // Oldest first: drop the expired, then make room.
-            let expired = list
-                .iter()
-                .take_while(|i| now.duration_since(i.since) >= self.idle_timeout)
-                .count();
-            list.drain(..expired);
+            drop_expired(list, now, self.idle_timeout);
             if list.len() >= self.max_idle_per_host {
                 list.remove(0);
             }
@@ -229,14 +245,14 @@ impl H1Pool {
         let port = uri.port_u16().unwrap_or(80);
         let stream = TcpStream::connect((host, port))
             .await
-            .map_err(H1Error::Connect)?;
+            .map_err(|e| H1Error::new(Stage::Connect, &e))?;
         let _ = stream.set_nodelay(true);
         let _ = socket2::SockRef::from(&stream)
             .set_tcp_keepalive(&socket2::TcpKeepalive::new().with_time(self.keepalive));
         let (sender, conn) = Builder::new()
             .handshake(TokioIo::new(stream))
             .await
-            .map_err(|e| H1Error::BeforeResponse(cause(&e)))?;
+            .map_err(|e| H1Error::new(Stage::BeforeResponse, &e))?;
         Ok(Conn {
             sender,
             conn,
@@ -249,7 +265,7 @@ impl H1Pool {
         let now = Instant::now();
         let mut map = self.idle.lock();
         map.retain(|_, list| {
-            list.retain(|i| now.duration_since(i.since) < self.idle_timeout);
+            drop_expired(list, now, self.idle_timeout);
             !list.is_empty()
         });
         map.values().map(Vec::len).sum()
@@ -278,17 +294,9 @@ async fn reap(pool: Weak<H1Pool>) {
     }
 }
 
+/// A failure hyper or the OS did not name, as an error with that message.
 fn invalid(what: &str) -> std::io::Error {
-    std::io::Error::new(std::io::ErrorKind::InvalidInput, what.to_string())
-}
-
-/// The innermost cause of a transport error; it never names the URL or carries request data.
-fn cause(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut c = e;
-    while let Some(s) = c.source() {
-        c = s;
-    }
-    c.to_string()
+    std::io::Error::other(what.to_string())
 }
 
 #[cfg(test)]
@@ -427,6 +435,6 @@ mod tests {
             .post(&uri, http::HeaderMap::new(), Bytes::new())
             .await
             .unwrap_err();
-        assert!(matches!(err, H1Error::Connect(_)), "{err:?}");
+        assert_eq!(err.stage, Stage::Connect, "{err:?}");
     }
 }

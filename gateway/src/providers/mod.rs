@@ -8,7 +8,7 @@ use std::pin::Pin;
 use std::time::Duration;
 
 use futures::Stream;
-use serde_json::{Map, Value};
+use serde_json::Value;
 
 use crate::config::DeploymentId;
 
@@ -247,7 +247,6 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, StatusCode};
-use serde::ser::{Serialize, SerializeMap, Serializer};
 
 use crate::config::{Deployment, ProviderKind};
 
@@ -323,7 +322,7 @@ pub trait Dialect: Copy + Send + Sync + 'static {
     /// The upstream embeddings request. Dialects without an embeddings API keep this default.
     fn build_embeddings_request(
         &self,
-        _body: &Map<String, Value>,
+        _body: &body::RawObject,
         d: &Deployment,
     ) -> Result<UpstreamRequest, ProviderError> {
         Err(ProviderError::new(
@@ -486,35 +485,6 @@ pub(crate) fn unix_now() -> u64 {
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs())
         .unwrap_or(0)
-}
-
-/// Serializes a client body with some members replaced, removed or appended, without cloning
-/// the body (messages can be megabytes). Replaced members keep their position.
-pub(crate) struct PatchedObject<'a> {
-    pub base: &'a Map<String, Value>,
-    pub set: &'a [(&'static str, Value)],
-    pub remove: &'a [&'static str],
-}
-
-impl Serialize for PatchedObject<'_> {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let mut map = s.serialize_map(None)?;
-        for (k, v) in self.base {
-            if self.remove.contains(&k.as_str()) {
-                continue;
-            }
-            match self.set.iter().find(|(sk, _)| *sk == k) {
-                Some((_, nv)) => map.serialize_entry(k, nv)?,
-                None => map.serialize_entry(k, v)?,
-            }
-        }
-        for (k, v) in self.set {
-            if !self.base.contains_key(*k) {
-                map.serialize_entry(k, v)?;
-            }
-        }
-        map.end()
-    }
 }
 
 /// `application/json` request headers plus one credential header (marked sensitive).
@@ -701,16 +671,13 @@ pub(crate) mod tests {
 
     #[test]
     fn patched_object_replaces_in_place_and_appends() {
-        let base: Map<String, Value> =
-            serde_json::from_str(r#"{"model":"g","messages":[],"stream":true,"n":1}"#).unwrap();
-        let set = [("model", Value::from("up")), ("extra", Value::from(true))];
-        let out = serde_json::to_string(&PatchedObject {
-            base: &base,
-            set: &set,
-            remove: &["stream"],
-        })
+        let base = body::RawObject::parse(bytes::Bytes::from_static(
+            br#"{"model":"g","messages":[],"stream":true,"n":1}"#,
+        ))
+        .unwrap()
         .unwrap();
-        assert_eq!(out, r#"{"model":"up","messages":[],"n":1,"extra":true}"#);
+        let out = base.write_patched(&[("model", r#""up""#), ("extra", "true")], &["stream"]);
+        assert_eq!(out, br#"{"model":"up","messages":[],"n":1,"extra":true}"#);
     }
 
     #[test]

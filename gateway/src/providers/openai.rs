@@ -16,7 +16,7 @@ use super::scan::CompletionScan;
 use super::{
     class_for_status, content_filtered, invalid_response, json_headers, mentions_context_window,
     parse_retry_after, provider_error_message, upstream_model, ChatRequest, ChatResponse, Dialect,
-    FailureClass, PatchedObject, ProviderError, SseEvent, StreamControl, UpstreamRequest,
+    FailureClass, ProviderError, SseEvent, StreamControl, UpstreamRequest,
 };
 use crate::config::{Deployment, DeploymentId};
 
@@ -116,10 +116,11 @@ impl Dialect for OpenAi {
 
     fn build_embeddings_request(
         &self,
-        body: &Map<String, Value>,
+        body: &RawObject,
         d: &Deployment,
     ) -> Result<UpstreamRequest, ProviderError> {
-        let model = upstream_model(client_model(body), d)?;
+        let client = body.get_str("model");
+        let model = upstream_model(client.as_deref(), d)?;
         Ok(UpstreamRequest {
             url: openai_url(d, Endpoint::Embeddings),
             headers: openai_headers(d)?,
@@ -191,20 +192,17 @@ impl Dialect for Azure {
 
     fn build_embeddings_request(
         &self,
-        body: &Map<String, Value>,
+        body: &RawObject,
         d: &Deployment,
     ) -> Result<UpstreamRequest, ProviderError> {
-        let model = upstream_model(client_model(body), d)?;
+        let client = body.get_str("model");
+        let model = upstream_model(client.as_deref(), d)?;
         Ok(UpstreamRequest {
             url: azure_url(d, model, Endpoint::Embeddings)?,
             headers: azure_headers(d)?,
             body: embeddings_body(body, model, &d.id)?,
         })
     }
-}
-
-fn client_model(body: &Map<String, Value>) -> Option<&str> {
-    body.get("model").and_then(Value::as_str)
 }
 
 fn openai_url(d: &Deployment, endpoint: Endpoint) -> String {
@@ -348,17 +346,12 @@ fn chat_body(
 }
 
 fn embeddings_body(
-    body: &Map<String, Value>,
+    body: &RawObject,
     model: &str,
     d: &DeploymentId,
 ) -> Result<Bytes, ProviderError> {
-    serde_json::to_vec(&PatchedObject {
-        base: body,
-        set: &[("model", Value::from(model))],
-        remove: &[],
-    })
-    .map(Bytes::from)
-    .map_err(|_| unserializable(d))
+    let model = serde_json::to_string(model).map_err(|_| unserializable(d))?;
+    Ok(Bytes::from(body.write_patched(&[("model", &model)], &[])))
 }
 
 fn unserializable(d: &DeploymentId) -> ProviderError {
@@ -604,9 +597,7 @@ mod tests {
 
         d.api_version = Some("2024-10-21".into());
         d.api_base = Some("https://contoso-east.openai.azure.com/openai".into());
-        let up = Azure
-            .build_embeddings_request(&req.body.to_map().unwrap(), &d)
-            .unwrap();
+        let up = Azure.build_embeddings_request(&req.body, &d).unwrap();
         assert_eq!(
             up.url,
             "https://contoso-east.openai.azure.com/openai/deployments/gpt4o-eastus/embeddings?api-version=2024-10-21"
@@ -661,7 +652,7 @@ mod tests {
         let d = deployment(ProviderKind::OpenAi, "text-embedding-3-small");
         let body = json!({"model": "embed", "input": ["a", "b"]});
         let up = OpenAi
-            .build_embeddings_request(body.as_object().unwrap(), &d)
+            .build_embeddings_request(&RawObject::from_map(body.as_object().unwrap()), &d)
             .unwrap();
         assert_eq!(up.url, "https://api.openai.com/v1/embeddings");
         assert_eq!(

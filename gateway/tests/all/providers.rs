@@ -891,6 +891,7 @@ async fn embeddings_pass_through_for_openai_and_azure() {
     let body: Map<String, Value> =
         serde_json::from_value(json!({"model": "embed", "input": "The food was delicious"}))
             .unwrap();
+    let body = switchyard::providers::body::RawObject::from_map(&body);
     bounded(async {
         let client = ProviderClient::new();
         let server = MockServer::start().await;
@@ -953,6 +954,7 @@ async fn embeddings_on_anthropic_are_refused_without_a_call() {
         let server = MockServer::start().await;
         let body: Map<String, Value> =
             serde_json::from_value(json!({"model": "m", "input": "x"})).unwrap();
+        let body = switchyard::providers::body::RawObject::from_map(&body);
         let err = ProviderClient::new()
             .embeddings(&anthropic(&server), &body, TIMEOUT)
             .await
