@@ -7,7 +7,7 @@
 //!
 //! Run: `cargo bench -p switchyard --bench proxy_load` (env `LOAD_SECS`, default 5 per phase;
 //! `LOAD_ONLY=master|virtual` runs that one phase alone, for profiling, on SQLite or with
-//! `LOAD_STORE=postgres` on PostgreSQL).
+//! `LOAD_STORE=postgres` on PostgreSQL, at `LOAD_CONNS` connections, default 16).
 //! Prints throughput at 16 connections and p50/p99 at 1 and 16 connections, direct vs gateway,
 //! and the virtual-key/master-key throughput ratio per store (target >= 90%).
 
@@ -278,7 +278,8 @@ fn main() {
         .clamp(1, 60);
     let mock = start_mock();
     // One phase alone, for a profiler (e.g. `valgrind --tool=callgrind --separate-threads=yes`):
-    // `LOAD_ONLY=master|virtual` drives a SQLite gateway at 16 connections with that key.
+    // `LOAD_ONLY=master|virtual` drives a SQLite gateway at 16 connections (`LOAD_CONNS`) with
+    // that key.
     // `LOAD_STORE=postgres` puts that gateway on PostgreSQL (`SWITCHYARD_TEST_POSTGRES_URL`).
     if let Ok(only) = std::env::var("LOAD_ONLY") {
         let (url, drop) = match std::env::var("LOAD_STORE").as_deref() {
@@ -297,8 +298,13 @@ fn main() {
             "virtual" => generate_key(gateway),
             other => panic!("LOAD_ONLY must be master or virtual, not {other}"),
         };
-        let r = drive(gateway, &token, 16, secs);
-        row(&format!("{only} c=16"), &r);
+        let conns = std::env::var("LOAD_CONNS")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(16)
+            .clamp(1, 256);
+        let r = drive(gateway, &token, conns, secs);
+        row(&format!("{only} c={conns}"), &r);
         if let Some(drop) = drop {
             drop();
         }

@@ -393,6 +393,12 @@ impl tower::Service<axum::serve::IncomingStream<'_, tokio::net::TcpListener>> fo
         &mut self,
         stream: axum::serve::IncomingStream<'_, tokio::net::TcpListener>,
     ) -> Self::Future {
+        // Responses and stream chunks go out as soon as they are written: with Nagle's
+        // algorithm on, a small write waits for the peer's ACK of the previous one, and a peer
+        // that delays its ACKs holds an SSE chunk back for up to 40 ms.
+        if let Err(e) = stream.io().set_nodelay(true) {
+            tracing::debug!(error = %e, "could not set TCP_NODELAY on an accepted connection");
+        }
         std::future::ready(Ok(Connection {
             state: self.state.clone(),
             router: self.router.clone(),
