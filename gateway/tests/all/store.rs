@@ -1931,12 +1931,17 @@ mod conformance {
         expected.start_time = all.items[0].start_time;
         expected.end_time = all.items[0].end_time;
         assert_eq!(all.items[0], expected);
-        assert!(
-            (all.items[0].start_time - batch[29].start_time)
-                .num_milliseconds()
-                .abs()
-                < 1
-        );
+        // Stored to the microsecond (both engines, every write path).
+        for (stored, sent) in [
+            (all.items[0].start_time, batch[29].start_time),
+            (all.items[0].end_time, batch[29].end_time),
+        ] {
+            assert_eq!(
+                (stored - sent).num_microseconds(),
+                Some(0),
+                "{stored} vs {sent}"
+            );
+        }
 
         let k2_logs = s
             .spend_logs(
