@@ -155,7 +155,7 @@ impl H1Pool {
             .path_and_query()
             .map_or_else(|| http::Uri::from_static("/"), |p| p.clone().into());
         *request.headers_mut() = headers;
-        if let Ok(host) = http::HeaderValue::from_str(key) {
+        if let Ok(host) = http::HeaderValue::from_str(host_header(key)) {
             request.headers_mut().insert(http::header::HOST, host);
         }
         loop {
@@ -299,6 +299,14 @@ fn invalid(what: &str) -> std::io::Error {
     std::io::Error::other(what.to_string())
 }
 
+/// The `Host` header for `authority`: host and port as written, without any `user:password@`
+/// (which must never travel in a header; hyper-util's client leaves it out too).
+fn host_header(authority: &str) -> &str {
+    authority
+        .rsplit_once('@')
+        .map_or(authority, |(_, host)| host)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -372,6 +380,27 @@ mod tests {
             "the host header names the upstream"
         );
         String::from_utf8(body.to_vec()).unwrap()
+    }
+
+    #[tokio::test]
+    async fn userinfo_in_the_url_stays_out_of_the_host_header() {
+        let (uri, _) = upstream(None).await;
+        let authority = uri.authority().unwrap().as_str().to_string();
+        let with_user: http::Uri = format!("http://user:s3cret@{authority}/v1/chat/completions")
+            .parse()
+            .unwrap();
+        let (parts, _) = pool(Duration::from_secs(50))
+            .post(
+                &with_user,
+                http::HeaderMap::new(),
+                Bytes::from_static(b"{}"),
+            )
+            .await
+            .expect("call");
+        assert_eq!(parts.status, 200);
+        assert_eq!(parts.headers["x-host"], authority.as_str());
+        assert_eq!(host_header("[::1]:8000"), "[::1]:8000");
+        assert_eq!(host_header("a:b@c@host"), "host");
     }
 
     #[tokio::test]
