@@ -923,8 +923,11 @@ async fn flash(c: &fantoccini::Client, needle: &str) {
         .unwrap_or_else(|e| panic!("no confirmation {needle:?}: {e}"));
 }
 
+/// Clicks `css`, waiting for it to appear: after a navigation the next page may still be loading.
 async fn click(c: &fantoccini::Client, css: &str) {
-    c.find(Css(css))
+    c.wait()
+        .at_most(Duration::from_secs(20))
+        .for_element(Css(css))
         .await
         .unwrap_or_else(|e| panic!("{css}: {e}"))
         .click()
@@ -934,7 +937,9 @@ async fn click(c: &fantoccini::Client, css: &str) {
 
 async fn fill(c: &fantoccini::Client, css: &str, value: &str) {
     let e = c
-        .find(Css(css))
+        .wait()
+        .at_most(Duration::from_secs(20))
+        .for_element(Css(css))
         .await
         .unwrap_or_else(|e| panic!("{css}: {e}"));
     e.clear().await.unwrap();
@@ -1338,8 +1343,12 @@ async fn export_from_one_gateway_and_import_into_another_in_headless_chromium() 
         .await
         .unwrap();
         click(c, "#import-form button[type=submit]").await;
+        // Wait for the plan page: the click may return before the browser has loaded it, and
+        // the import page the click came from has no `#apply-import`.
         assert!(!c
-            .find(Css("#apply-import"))
+            .wait()
+            .at_most(Duration::from_secs(20))
+            .for_element(Css("#apply-import"))
             .await
             .unwrap()
             .is_enabled()
