@@ -84,7 +84,7 @@ mod dialect {
     /// `rows` as a whole `COPY ... (FORMAT binary)` stream: signature, flags and header
     /// extension length, then per row the field count and each field as a big-endian length
     /// (-1 for NULL) and its bytes, then the -1 trailer. Columns in `SPEND_COLS` order.
-    pub(super) fn copy_binary(
+    fn copy_binary(
         rows: &[&crate::store::SpendEntry],
     ) -> Result<Vec<u8>, crate::store::StoreError> {
         const SIGNATURE: &[u8] = b"PGCOPY\n\xff\r\n\0";
@@ -96,7 +96,7 @@ mod dialect {
         out.extend_from_slice(&0i32.to_be_bytes()); // header extension: none
         for e in rows {
             out.extend_from_slice(&fields.to_be_bytes());
-            let texts = [
+            for t in [
                 Some(e.request_id.as_str()),
                 e.key_public_id.as_ref().map(|k| k.as_str()),
                 e.team_id.as_deref(),
@@ -104,39 +104,44 @@ mod dialect {
                 e.organization_id.as_deref(),
                 Some(e.model_group.as_str()),
                 e.deployment_id.as_deref(),
-            ];
-            for t in texts {
-                match t {
-                    Some(t) => {
-                        let len = i32::try_from(t.len()).map_err(|_| {
-                            crate::store::StoreError::invalid("spend log", "text too long")
-                        })?;
-                        out.extend_from_slice(&len.to_be_bytes());
-                        out.extend_from_slice(t.as_bytes());
-                    }
-                    None => out.extend_from_slice(&(-1i32).to_be_bytes()),
-                }
+            ] {
+                copy_text(&mut out, t)?;
             }
-            let numbers = [
+            for n in [
                 count("prompt_tokens", e.prompt_tokens)?,
                 count("completion_tokens", e.completion_tokens)?,
                 count("total_tokens", e.total_tokens())?,
                 e.cost.nanos(),
-            ];
-            for n in numbers {
-                out.extend_from_slice(&8i32.to_be_bytes());
-                out.extend_from_slice(&n.to_be_bytes());
+            ] {
+                copy_i64(&mut out, n);
             }
-            let status = e.status.as_str();
-            out.extend_from_slice(&(status.len() as i32).to_be_bytes());
-            out.extend_from_slice(status.as_bytes());
+            copy_text(&mut out, Some(e.status.as_str()))?;
             for t in [e.start_time, e.end_time] {
-                out.extend_from_slice(&8i32.to_be_bytes());
-                out.extend_from_slice(&pg_timestamp(t).to_be_bytes());
+                copy_i64(&mut out, pg_timestamp(t));
             }
         }
         out.extend_from_slice(&(-1i16).to_be_bytes());
         Ok(out)
+    }
+
+    /// A `text` field of a binary `COPY` row (or NULL).
+    fn copy_text(out: &mut Vec<u8>, t: Option<&str>) -> Result<(), crate::store::StoreError> {
+        match t {
+            Some(t) => {
+                let len = i32::try_from(t.len())
+                    .map_err(|_| crate::store::StoreError::invalid("spend log", "text too long"))?;
+                out.extend_from_slice(&len.to_be_bytes());
+                out.extend_from_slice(t.as_bytes());
+            }
+            None => out.extend_from_slice(&(-1i32).to_be_bytes()),
+        }
+        Ok(())
+    }
+
+    /// An 8-byte field (`bigint`, `timestamptz`) of a binary `COPY` row.
+    fn copy_i64(out: &mut Vec<u8>, n: i64) {
+        out.extend_from_slice(&8i32.to_be_bytes());
+        out.extend_from_slice(&n.to_be_bytes());
     }
 
     /// A `timestamptz` on the wire: microseconds since 2000-01-01 00:00:00 UTC, truncated to
