@@ -344,22 +344,21 @@ fn main() {
 
     // Direct and gateway alternate in one-second phases (the order flips every round), so a
     // slow stretch of this shared machine lands on both paths alike.
-    let rounds = secs;
-    let mut by_conns = Vec::new();
-    for conns in [1, 16] {
+    let compare = |conns| {
         let (mut direct, mut through) = (Result::empty(), Result::empty());
-        for round in 0..rounds {
-            let mut phases = [(mock, &mut direct), (gateway, &mut through)];
-            if round % 2 == 1 {
-                phases.reverse();
-            }
-            for (addr, total) in phases {
-                total.add(drive(addr, MASTER_KEY, conns, 1));
-            }
+        for round in 0..secs {
+            let (d, g) = alternating(
+                round,
+                || drive(mock, MASTER_KEY, conns, 1),
+                || drive(gateway, MASTER_KEY, conns, 1),
+            );
+            direct.add(d);
+            through.add(g);
         }
-        by_conns.push((direct, through));
-    }
-    let [(d1, g1), (d16, g16)] = <[_; 2]>::try_from(by_conns).ok().expect("two levels");
+        (direct, through)
+    };
+    let (d1, g1) = compare(1);
+    let (d16, g16) = compare(16);
     println!("phase            requests  errors      rps    p50 ms   p99 ms");
     for (name, r) in [
         ("direct  c=1", &d1),
@@ -407,21 +406,17 @@ fn main() {
         let mut pair_ratios = Vec::new();
         let mut flushing = Duration::ZERO;
         for round in 0..secs {
-            let virtual_first = round % 2 == 1;
-            let mut m = None;
-            let mut v = None;
-            for is_virtual in [virtual_first, !virtual_first] {
-                if is_virtual {
+            let (m, v) = alternating(
+                round,
+                || drive(gateway, MASTER_KEY, 16, 2),
+                || {
                     let mut r = drive(gateway, &key, 16, 2);
                     let flush = flush_spend(&state);
                     flushing += flush;
                     r.elapsed += flush;
-                    v = Some(r);
-                } else {
-                    m = Some(drive(gateway, MASTER_KEY, 16, 2));
-                }
-            }
-            let (m, v) = (m.expect("master phase"), v.expect("virtual phase"));
+                    r
+                },
+            );
             pair_ratios.push(rps(&v) / rps(&m));
             master.add(m);
             virt.add(v);
@@ -447,6 +442,17 @@ fn main() {
         if let Some(drop) = drop {
             drop();
         }
+    }
+}
+
+/// Runs both phases of a round, `a` first in even rounds and `b` first in odd ones.
+fn alternating<A, B>(round: u64, a: impl FnOnce() -> A, b: impl FnOnce() -> B) -> (A, B) {
+    if round % 2 == 0 {
+        let a = a();
+        (a, b())
+    } else {
+        let b = b();
+        (a(), b)
     }
 }
 
