@@ -2624,7 +2624,12 @@ fn spend_args(e: &SpendEntry) -> Result<Vec<Arg>> {
 /// multi-row statement (thousands of placeholders) for every batch.
 const SPEND_INSERT_ROWS: [usize; 4] = [64, 16, 4, 1];
 
-/// `INSERT INTO spend_logs (...) VALUES (...), ...` for `rows` rows, in this dialect.
+/// `INSERT OR FAIL INTO spend_logs (...) VALUES (...), ...` for `rows` rows (SQLite only).
+///
+/// `OR FAIL` rather than the default `ABORT`: on a duplicate request id, `ABORT` undoes the
+/// statement's earlier rows itself, so SQLite first copies every page the statement changes
+/// into a statement journal, for every statement. `FAIL` leaves those rows, and the caller
+/// rolls the whole transaction back.
 fn spend_insert_sql(rows: usize) -> &'static str {
     static SQL: OnceLock<Vec<(usize, String)>> = OnceLock::new();
     let all = SQL.get_or_init(|| {
@@ -2632,7 +2637,7 @@ fn spend_insert_sql(rows: usize) -> &'static str {
             .into_iter()
             .map(|n| {
                 let mut qb = QueryBuilder::<Db>::new(format!(
-                    "INSERT INTO spend_logs ({}) ",
+                    "INSERT OR FAIL INTO spend_logs ({}) ",
                     SPEND_COLS.join(", ")
                 ));
                 qb.push_values(0..n, |mut b, _| {
@@ -2681,8 +2686,8 @@ fn bind_spend<'q>(args: &mut SpendArgs<'q>, e: &'q SpendEntry) -> Result<()> {
 }
 
 /// Inserts spend rows with multi-row `INSERT`s cut into the fixed sizes of
-/// [`SPEND_INSERT_ROWS`]. `Ok(false)`: a row's request id is stored already (nothing of the
-/// failed statement is kept; the caller rolls back).
+/// [`SPEND_INSERT_ROWS`]. `Ok(false)`: a row's request id is stored already (rows before it
+/// may be in the transaction: the caller must roll back).
 #[allow(dead_code)] // PostgreSQL copies instead (its `dialect::insert_spend`)
 pub(super) async fn insert_spend_values(conn: &mut Conn, rows: &[&SpendEntry]) -> Result<bool> {
     let mut rest = rows;

@@ -1885,6 +1885,26 @@ mod conformance {
             key_spend(s, &k.public_id).await,
             Usd::from_nanos(expected + 82 * 10)
         );
+        // A stored row after 40 new ones in one statement: the statement fails partway (SQLite
+        // keeps the rows before the conflict until the transaction is rolled back), and the
+        // whole write must be undone before the skipping path runs, or those 40 rows would
+        // look stored already and their spend would be lost.
+        let mut third: Vec<SpendEntry> = (170..255)
+            .map(|i| spend_entry(&format!("big-{i:03}"), &k.public_id, 7))
+            .collect();
+        third[40] = batch[1].clone();
+        assert_eq!(
+            s.record_spend(&third).await.unwrap(),
+            SpendOutcome {
+                recorded: 84,
+                duplicates: 1
+            }
+        );
+        assert_eq!(ctx.raw_i64("SELECT COUNT(*) FROM spend_logs").await, 251);
+        assert_eq!(
+            key_spend(s, &k.public_id).await,
+            Usd::from_nanos(expected + 82 * 10 + 84 * 7)
+        );
         // Values land in their columns.
         assert_eq!(
             ctx.raw_i64("SELECT prompt_tokens FROM spend_logs WHERE request_id = 'big-077'")
