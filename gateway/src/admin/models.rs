@@ -254,7 +254,7 @@ pub(crate) async fn reload_after_change(state: &AppState) {
 }
 
 fn runtime_view(m: &RuntimeModel, serving: bool) -> Value {
-    let mut params: JsonObject = m.spec.litellm_params.clone();
+    let mut params: JsonObject = m.spec.without_url_password().litellm_params;
     if let Some(c) = &m.spec.credential_name {
         params.insert(CREDENTIAL_PARAM.into(), json!(c));
     }
@@ -280,7 +280,13 @@ fn file_view(d: &Deployment) -> Value {
     let mut params = Map::new();
     params.insert("model".into(), json!(model));
     for (k, v) in [
-        ("api_base", json!(d.api_base)),
+        (
+            "api_base",
+            json!(d
+                .api_base
+                .as_deref()
+                .map(crate::config::url::without_password)),
+        ),
         ("api_version", json!(d.api_version)),
         ("rpm", json!(d.rpm)),
         ("tpm", json!(d.tpm)),

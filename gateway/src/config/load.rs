@@ -1012,6 +1012,18 @@ impl Loader<'_> {
                 Some(hint),
             );
         }
+        if api_base.as_deref().is_some_and(super::url::has_password) {
+            self.sink.warn(
+                file,
+                &params_path.key("api_base"),
+                "the URL carries a password (user:password@), which switchyard does not send \
+                 upstream",
+                Some(
+                    "set `api_key` instead; /model/info and the admin UI leave the password out"
+                        .to_owned(),
+                ),
+            );
+        }
         let api_key = nonempty_secret(rp.api_key)
             .or_else(|| self.implicit_env(spec.key_env).map(SecretString::from));
         let api_version = nonempty(rp.api_version).or_else(|| {

@@ -15,6 +15,7 @@ mod env;
 mod litellm;
 mod load;
 mod raw;
+pub mod url;
 mod validate;
 mod yaml;
 

@@ -112,13 +112,18 @@ pub fn config_section(config: &Config) -> ConfigFileSection {
 }
 
 /// Every section of the snapshot as document objects, normalized, credential values
-/// redacted.
+/// redacted (and passwords left out of model URLs).
 pub fn spec_of(s: &StateSnapshot) -> Result<Spec, ExportError> {
+    let models: Vec<_> = s
+        .models
+        .iter()
+        .map(|m| m.spec.without_url_password())
+        .collect();
     let mut spec = Spec {
         general_settings: Some(s.general_settings.clone()),
         router_settings: Some(s.router_settings.clone().unwrap_or_default()),
         models: Some(convert_all(
-            s.models.iter().map(|m| (m.spec.model_id.as_str(), &m.spec)),
+            models.iter().map(|m| (m.model_id.as_str(), m)),
         )?),
         credentials: Some(
             s.credentials

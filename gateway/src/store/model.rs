@@ -1124,6 +1124,19 @@ impl KeySpec {
 }
 
 impl ModelSpec {
+    /// This spec with any password left out of `api_base`, for showing and exporting: such a
+    /// password can only come from a row stored before `validate` refused them, and is never
+    /// sent upstream.
+    pub fn without_url_password(&self) -> ModelSpec {
+        let mut spec = self.clone();
+        if let Some(Value::String(base)) = spec.litellm_params.get_mut("api_base") {
+            if crate::config::url::has_password(base) {
+                *base = crate::config::url::without_password(base);
+            }
+        }
+        spec
+    }
+
     pub(crate) fn validate(&self) -> Result<(), StoreError> {
         check_name("model_id", &self.model_id)?;
         check_name("model_name", &self.model_name)?;
@@ -1139,6 +1152,17 @@ impl ModelSpec {
                          and set credential_name, or use os.environ/NAME",
                     ))
                 }
+            }
+        }
+        // Model params are shown by /model/info and exported in plain text.
+        if let Some(Value::String(base)) = self.litellm_params.get("api_base") {
+            if crate::config::url::has_password(base) {
+                return Err(StoreError::invalid(
+                    "litellm_params.api_base",
+                    "the URL carries a password (user:password@), and model params are not \
+                     secret; switchyard does not send URL credentials upstream anyway: remove \
+                     it and put the key in api_key through a credential or os.environ/NAME",
+                ));
             }
         }
         Ok(())
@@ -1186,6 +1210,31 @@ impl SpendEntry {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn model_urls_with_a_password_are_refused_and_shown_without_it() {
+        let spec = |base: &str| ModelSpec {
+            model_id: "m1".into(),
+            model_name: "m".into(),
+            litellm_params: JsonObject::from([
+                ("model".to_owned(), Value::from("openai/x")),
+                ("api_base".to_owned(), Value::from(base)),
+            ]),
+            credential_name: None,
+            model_info: JsonObject::new(),
+        };
+        let with = spec("http://u:hunter2@h/v1");
+        let err = with.validate().unwrap_err().to_string();
+        assert!(
+            err.contains("litellm_params.api_base") && !err.contains("hunter2"),
+            "{err}"
+        );
+        let shown = with.without_url_password();
+        assert_eq!(shown.litellm_params["api_base"], "http://u@h/v1");
+        assert!(shown.validate().is_ok());
+        assert!(spec("http://u@h/v1").validate().is_ok());
+        assert!(spec("os.environ/BASE").validate().is_ok());
+    }
 
     #[test]
     fn usd_round_trips_through_dollars_exactly() {

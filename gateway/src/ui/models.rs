@@ -60,20 +60,6 @@ struct RuntimeRow {
     serving: bool,
 }
 
-/// An upstream URL without `user:password@`: credentials sometimes ride in the URL.
-fn without_userinfo(url: &str) -> String {
-    match url.split_once("://") {
-        Some((scheme, rest)) => {
-            let end = rest.find('/').unwrap_or(rest.len());
-            match rest[..end].rfind('@') {
-                Some(at) => format!("{scheme}://…@{}", &rest[at + 1..]),
-                None => url.to_string(),
-            }
-        }
-        None => url.to_string(),
-    }
-}
-
 async fn render_page(
     ui: &UiState,
     admin: &Admin,
@@ -94,7 +80,10 @@ async fn render_page(
                 path: urlencode(&dep.id.0),
                 provider: dep.provider.as_str(),
                 upstream_model: dep.upstream_model.clone(),
-                api_base: dep.api_base.as_deref().map(without_userinfo),
+                api_base: dep
+                    .api_base
+                    .as_deref()
+                    .map(crate::config::url::without_userinfo),
                 api_key_set: dep.api_key.is_some(),
                 rpm: dep.rpm,
                 tpm: dep.tpm,
@@ -143,7 +132,9 @@ async fn render_page(
                     group: m.spec.model_name.clone(),
                     credential: m.spec.credential_name.clone(),
                     model: s("model"),
-                    api_base: s("api_base").as_deref().map(without_userinfo),
+                    api_base: s("api_base")
+                        .as_deref()
+                        .map(crate::config::url::without_userinfo),
                     api_key_set: api_key_set(&m),
                 }
             })
@@ -625,22 +616,4 @@ pub async fn delete(State(ui): State<UiState>, _admin: Admin, Path(id): Path<Str
     }
     tracing::info!(model_id = %id, "runtime model deleted in the admin ui");
     Ok(Redirect::to("/ui/models?done=deleted").into_response())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::without_userinfo;
-
-    #[test]
-    fn credentials_in_upstream_urls_are_hidden() {
-        assert_eq!(
-            without_userinfo("https://user:pw@api.example/v1"),
-            "https://…@api.example/v1"
-        );
-        assert_eq!(
-            without_userinfo("http://127.0.0.1:9101/v1"),
-            "http://127.0.0.1:9101/v1"
-        );
-        assert_eq!(without_userinfo("http://h/p@q"), "http://h/p@q");
-    }
 }

@@ -1001,3 +1001,29 @@ fn scenario_gateway_yaml_has_the_documented_shape() {
         Some("http://127.0.0.1:1/MOCK_OPENAI_BASE")
     );
 }
+
+/// A password in `api_base` is a warning naming the key path, never the password: switchyard
+/// does not send URL credentials (LiteLLM's HTTP client would, as Basic auth). From the
+/// environment too.
+#[test]
+fn a_password_in_api_base_is_a_warning_without_the_password() {
+    let yaml = r#"
+model_list:
+  - {model_name: a, litellm_params: {model: openai/m, api_base: "http://svc:pw-in-file-99@vllm:8000/v1"}}
+  - {model_name: b, litellm_params: {model: openai/m, api_base: os.environ/B_BASE}}
+  - {model_name: c, litellm_params: {model: openai/m, api_base: "http://svc@vllm:8000/v1"}}
+"#;
+    let loaded = load_ok(yaml, &[("B_BASE", "http://:pw-in-env-42@vllm:8001/v1")]);
+    let text = render(&loaded.warnings);
+    assert_eq!(loaded.warnings.len(), 2, "{text}");
+    assert!(
+        text.contains("model_list[0].litellm_params.api_base")
+            && text.contains("model_list[1].litellm_params.api_base")
+            && text.contains("does not send"),
+        "{text}"
+    );
+    assert!(
+        !text.contains("pw-in-file-99") && !text.contains("pw-in-env-42"),
+        "{text}"
+    );
+}

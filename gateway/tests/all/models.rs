@@ -304,3 +304,77 @@ async fn a_runtime_model_joins_a_config_group_and_keeps_its_neighbours_state() {
     }
     drop_schema(pg).await;
 }
+
+/// A password in an upstream URL (`http://user:password@host/v1`) is never sent upstream (no
+/// Basic auth from URLs). A runtime model may not store one (model params are listed and
+/// exported in plain text); a config file's is left out of `/model/info`.
+#[tokio::test]
+async fn passwords_in_upstream_urls_are_refused_for_runtime_models_and_hidden_for_the_files() {
+    const FILE_PW: &str = "file-url-password-4711";
+    const NEW_PW: &str = "runtime-url-password-0815";
+    let (stores, pg) = stores_with(options()).await;
+    for (backend, store) in stores {
+        let a = ok_upstream("from a").await;
+        let mut config = file_config(&a);
+        let host = a.uri().trim_start_matches("http://").to_owned();
+        config.model_list[0].api_base = Some(format!("http://svc:{FILE_PW}@{host}/v1"));
+        let gw = start_with_store(config, Some(MASTER), Some(Arc::clone(&store))).await;
+        let gw = &gw;
+        // The file's deployment serves; the password goes nowhere.
+        assert_eq!(chat(gw, MASTER, "a").await, (200, "from a".into()));
+        let sent = a.received_requests().await.unwrap();
+        assert!(
+            !format!("{:?}", sent[0].headers).contains(FILE_PW),
+            "{backend}: never sent upstream"
+        );
+
+        let (s, v) = admin_get(gw, "/model/info", MASTER).await;
+        assert_eq!(s, 200, "{backend}: {v}");
+        assert_eq!(
+            v["data"][0]["litellm_params"]["api_base"],
+            format!("http://svc@{host}/v1"),
+            "{backend}: {v}"
+        );
+        assert!(!v.to_string().contains(FILE_PW), "{backend}: {v}");
+
+        // A runtime model with one is refused, naming the field and not the value.
+        let base = format!("http://svc:{NEW_PW}@{host}/v1");
+        let (s, v) = admin_post(
+            gw,
+            "/model/new",
+            MASTER,
+            json!({"model_name": "r", "litellm_params": {"model": "openai/x", "api_base": base},
+                   "model_info": {"id": "r1"}}),
+        )
+        .await;
+        assert_eq!(s, 400, "{backend}: {v}");
+        assert_eq!(param(&v), "litellm_params.api_base", "{backend}: {v}");
+        assert!(!v.to_string().contains(NEW_PW), "{backend}: {v}");
+        // Nor may an update add one; the stored model stays as it was.
+        let plain = format!("http://{host}/v1");
+        let (s, v) = admin_post(
+            gw,
+            "/model/new",
+            MASTER,
+            json!({"model_name": "r", "litellm_params": {"model": "openai/x", "api_base": plain},
+                   "model_info": {"id": "r1"}}),
+        )
+        .await;
+        assert_eq!(s, 200, "{backend}: {v}");
+        let (s, v) = admin_post(
+            gw,
+            "/model/update",
+            MASTER,
+            json!({"model_info": {"id": "r1"}, "litellm_params": {"api_base": base}}),
+        )
+        .await;
+        assert_eq!(s, 400, "{backend}: {v}");
+        assert_eq!(param(&v), "litellm_params.api_base", "{backend}: {v}");
+        let (_, v) = admin_get(gw, "/model/info?litellm_model_id=r1", MASTER).await;
+        assert_eq!(
+            v["data"][0]["litellm_params"]["api_base"], plain,
+            "{backend}"
+        );
+    }
+    drop_schema(pg).await;
+}

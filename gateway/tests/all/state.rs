@@ -825,6 +825,20 @@ async fn invalid_documents_are_refused_with_every_problem_and_change_nothing(
     );
     assert!(text.contains("forever"), "{text}");
 
+    // A password inside a model's URL is refused, and not echoed.
+    let mut doc = base.clone();
+    doc.spec.models.as_mut().unwrap()[0]
+        .litellm_params
+        .insert("api_base".into(), json!("http://u:doc-url-pw-31@h/v1"));
+    let text = state::plan(s.as_ref(), None, doc, &import_opts())
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        text.contains("litellm_params.api_base") && !text.contains("doc-url-pw-31"),
+        "{text}"
+    );
+
     // A fallback target that only exists because the same document adds it is fine.
     let mut doc = base.clone();
     let mut m = doc.spec.models.as_ref().unwrap()[0].clone();
