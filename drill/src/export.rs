@@ -72,7 +72,18 @@ fn problem_of(src: &Source, e: ImportError) -> Problem {
                 message: format!("{what}: {message}"),
             }
         }
-        ImportError::SchemaTooNew { .. } | ImportError::SchemaUnsupported { .. } => {
+        // The gateway's message says to upgrade switchyard to import it; here the drill reads it.
+        ImportError::SchemaTooNew {
+            document,
+            supported,
+        } => src.problem(
+            "schema_version",
+            format!(
+                "{what}: schema_version {document} is newer than this drill reads \
+                 ({supported}); run the drill of the Switchyard release that exported it"
+            ),
+        ),
+        ImportError::SchemaUnsupported { .. } => {
             src.problem("schema_version", format!("{what}: {e}"))
         }
         ImportError::WrongKind { .. } => src.problem("kind", format!("{what}: {e}")),

@@ -192,7 +192,9 @@ fn a_bad_export_exits_4_with_file_and_line() {
     let (code, err) = run_bad_export(&good.replace("schema_version: 1", "schema_version: 2"));
     assert_eq!(code, Some(4), "{err}");
     assert!(
-        err.contains("export.yaml:1:") && err.contains("newer"),
+        err.contains("export.yaml:1:")
+            && err.contains("newer than this drill reads (1)")
+            && !err.contains("to import it"),
         "{err}"
     );
     let (code, err) = run_bad_export(&good.replace("    team_alias: payments", "    team_alas: x"));
