@@ -19,7 +19,9 @@ use super::teams::urlencode;
 use super::{bad, names, num, page, render_as, store, Admin, Flash, UiError, UiResult, UiState};
 use crate::admin::models::{self as admin, NewBody, UpdateBody, CREDENTIAL_PARAM};
 use crate::error::ApiError;
-use crate::store::{Actor, CredentialPatch, JsonObject, NewCredential, RuntimeModel, StoreError};
+use crate::store::{
+    Actor, CredentialPatch, CredentialValues, JsonObject, NewCredential, RuntimeModel, StoreError,
+};
 
 #[derive(Debug, Serialize)]
 struct DeploymentRow {
@@ -405,49 +407,85 @@ fn field_error(e: ApiError) -> Result<FieldError, UiError> {
     Ok(bad(field, e.message))
 }
 
-/// Keeps a typed API key in the model's own credential (created or replaced), so the models
-/// table never holds a secret. Returns the credential's name and whether it was new.
+/// What saving a typed key did to the model's own credential, so a failed model save can
+/// undo it: the credential was made, or it held these values before.
+enum Kept {
+    Created(String),
+    Replaced(String, CredentialValues),
+}
+
+/// Keeps a typed API key in the model's own credential (created, or replaced when the model
+/// already uses it), so the models table never holds a secret. A credential of that name the
+/// model does not use is someone else's: refused, never overwritten.
 async fn keep_key(
     ui: &UiState,
     model_id: &str,
     key: SecretString,
-) -> Result<(String, bool), FieldError> {
+    current: Option<&str>,
+) -> Result<Kept, FieldError> {
     let store = store(ui).map_err(|e| bad("api_key", e.0.message))?;
     let name = own_credential(model_id);
     let values = BTreeMap::from([("api_key".to_string(), key)]);
     let actor = Actor::master_key();
-    let exists = matches!(store.credential(&name).await, Ok(Some(_)));
-    let r = if exists {
-        let patch = CredentialPatch {
-            credential_info: None,
-            values: Some(values),
-        };
-        store.update_credential(&actor, &name, &patch).await
-    } else {
-        let new = NewCredential {
-            credential_name: name.clone(),
-            credential_info: JsonObject::new(),
-            values,
-        };
-        store.create_credential(&actor, &new).await
-    };
-    match r {
-        Ok(_) => Ok((name, !exists)),
-        Err(StoreError::NoSaltKey) => Err(bad(
+    let no_salt = || {
+        bad(
             "api_key",
             "storing an API key needs a salt key (set SWITCHYARD_SALT_KEY), or enter os.environ/NAME to read it from the environment",
-        )),
+        )
+    };
+    let previous = match store.credential_values(&name).await {
+        Ok(v) => v,
+        Err(StoreError::NoSaltKey) => return Err(no_salt()),
+        Err(e) => return Err(bad("api_key", UiError::from(e).0.message)),
+    };
+    let r = match previous {
+        Some(_) if current != Some(name.as_str()) => {
+            return Err(bad(
+                "api_key",
+                format!(
+                    "a credential named {name:?} exists already and this model does not use it; \
+                     choose it as the model's credential, or enter the key under another model id"
+                ),
+            ))
+        }
+        Some(previous) => {
+            let patch = CredentialPatch {
+                credential_info: None,
+                values: Some(values),
+            };
+            store
+                .update_credential(&actor, &name, &patch)
+                .await
+                .map(|_| Kept::Replaced(name, previous))
+        }
+        None => {
+            let new = NewCredential {
+                credential_name: name.clone(),
+                credential_info: JsonObject::new(),
+                values,
+            };
+            store
+                .create_credential(&actor, &new)
+                .await
+                .map(|_| Kept::Created(name))
+        }
+    };
+    match r {
+        Ok(kept) => Ok(kept),
+        Err(StoreError::NoSaltKey) => Err(no_salt()),
         Err(e) => Err(bad("api_key", UiError::from(e).0.message)),
     }
 }
 
-/// Binds a typed key (if any) to the model's own credential in `params`.
+/// Binds a typed key (if any) to the model's own credential in `params`; `current` is the
+/// credential the model uses now (`None` for a new model).
 async fn bind_key(
     ui: &UiState,
     model_id: &str,
     p: &mut Parsed,
     chosen_credential: &str,
-) -> Result<Option<String>, FieldError> {
+    current: Option<&str>,
+) -> Result<Option<Kept>, FieldError> {
     let Some(key) = p.literal_key.take() else {
         return Ok(None);
     };
@@ -458,10 +496,32 @@ async fn bind_key(
             "choose a credential or enter an API key, not both",
         ));
     }
-    let (name, created) = keep_key(ui, model_id, key).await?;
-    p.params
-        .insert(CREDENTIAL_PARAM.into(), Value::String(name.clone()));
-    Ok(created.then_some(name))
+    let kept = keep_key(ui, model_id, key, current).await?;
+    p.params.insert(CREDENTIAL_PARAM.into(), Value::String(own));
+    Ok(Some(kept))
+}
+
+/// Undoes [`keep_key`] for a model whose save then failed: a credential made for it is
+/// removed, a replaced key is put back.
+async fn undo_key(ui: &UiState, kept: Option<Kept>) {
+    match kept {
+        None => {}
+        Some(Kept::Created(name)) => forget_credential(ui, Some(name)).await,
+        Some(Kept::Replaced(name, previous)) => {
+            if let Some(store) = &ui.app.store {
+                let patch = CredentialPatch {
+                    credential_info: None,
+                    values: Some(previous),
+                };
+                if let Err(e) = store
+                    .update_credential(&Actor::master_key(), &name, &patch)
+                    .await
+                {
+                    tracing::warn!(credential = %name, error = %e, "the previous API key could not be put back");
+                }
+            }
+        }
+    }
 }
 
 /// Removes a credential the UI made for a model whose save then failed.
@@ -495,7 +555,7 @@ pub async fn create(State(ui): State<UiState>, admin: Admin, Form(f): Form<Model
         ))
         .await;
     }
-    let made = match bind_key(&ui, &id, &mut p, &f.credential).await {
+    let made = match bind_key(&ui, &id, &mut p, &f.credential, None).await {
         Ok(made) => made,
         Err(e) => return fail(e).await,
     };
@@ -510,7 +570,7 @@ pub async fn create(State(ui): State<UiState>, admin: Admin, Form(f): Form<Model
             Ok(Redirect::to("/ui/models?done=created").into_response())
         }
         Err(e) => {
-            forget_credential(&ui, made).await;
+            undo_key(&ui, made).await;
             fail(field_error(e)?).await
         }
     }
@@ -581,7 +641,8 @@ pub async fn edit(
     if drop_own {
         p.params.insert(CREDENTIAL_PARAM.into(), Value::Null);
     }
-    let made = match bind_key(&ui, &id, &mut p, &f.credential).await {
+    let current = m.spec.credential_name.as_deref();
+    let made = match bind_key(&ui, &id, &mut p, &f.credential, current).await {
         Ok(made) => made,
         Err(e) => return render_edit(&ui, &admin, &m, Some((&f, &e)), None).await,
     };
@@ -601,7 +662,7 @@ pub async fn edit(
             Ok(Redirect::to(&format!("/ui/models/{}?done=saved", urlencode(&id))).into_response())
         }
         Err(e) => {
-            forget_credential(&ui, made).await;
+            undo_key(&ui, made).await;
             let e = field_error(e)?;
             render_edit(&ui, &admin, &m, Some((&f, &e)), None).await
         }

@@ -531,6 +531,47 @@ async fn runtime_models_are_created_edited_and_deleted_on_the_models_page() {
         let (st, _, _) = s.post("/ui/models/a1/delete", &[]).await;
         assert_eq!(st, 403, "{backend}");
 
+        // A typed key never overwrites a credential the model does not use, even one named
+        // like the model's own.
+        let (st, v) = admin_post(
+            gw,
+            "/credentials",
+            MASTER,
+            json!({"credential_name": "r2-api-key", "credential_values": {"api_key": "sk-theirs"}}),
+        )
+        .await;
+        assert_eq!(st, 200, "{backend}: {v}");
+        let (st, _, html) = post(
+            "/ui/models",
+            model(&[("model_id", "r2"), ("api_key", "sk-mine")]),
+        )
+        .await;
+        assert_eq!(st, 422, "{backend}");
+        assert!(
+            html.contains(r#"id="e-api_key""#) && html.contains("exists already"),
+            "{backend}: {html}"
+        );
+        assert!(store.model("r2").await.unwrap().is_none(), "{backend}");
+        let theirs = store
+            .credential_values("r2-api-key")
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(theirs["api_key"].expose_secret(), "sk-theirs", "{backend}");
+        // A new key for r1 whose save then fails leaves r1's old key in place.
+        let (st, _, _) = post(
+            "/ui/models/r1",
+            model(&[("model", "openai/"), ("api_key", "sk-upstream-new")]),
+        )
+        .await;
+        assert_eq!(st, 422, "{backend}");
+        let values = store
+            .credential_values("r1-api-key")
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(values["api_key"].expose_secret(), KEY, "{backend}");
+
         // Edited: an empty key field keeps the key; an emptied field is removed.
         let (st, loc, _) = post(
             "/ui/models/r1",
