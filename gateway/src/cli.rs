@@ -146,7 +146,9 @@ pub struct TargetArgs {
     pub master_key: Option<String>,
 
     /// Open the store directly instead of a gateway: sqlite://FILE or postgres://...
-    /// Credential values need $SWITCHYARD_SALT_KEY.
+    /// Credential values need $SWITCHYARD_SALT_KEY. A gateway serving from that database sees
+    /// imported keys and teams within a minute, models, credentials and settings at its next
+    /// start (--url applies everything at once).
     #[arg(long, value_name = "URL")]
     pub database_url: Option<String>,
 
