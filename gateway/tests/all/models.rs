@@ -338,28 +338,18 @@ async fn passwords_in_upstream_urls_are_refused_for_runtime_models_and_hidden_fo
         assert!(!v.to_string().contains(FILE_PW), "{backend}: {v}");
 
         // A runtime model with one is refused, naming the field and not the value.
-        let base = format!("http://svc:{NEW_PW}@{host}/v1");
-        let (s, v) = admin_post(
-            gw,
-            "/model/new",
-            MASTER,
+        let new_model = |base: &str| {
             json!({"model_name": "r", "litellm_params": {"model": "openai/x", "api_base": base},
-                   "model_info": {"id": "r1"}}),
-        )
-        .await;
+                   "model_info": {"id": "r1"}})
+        };
+        let base = format!("http://svc:{NEW_PW}@{host}/v1");
+        let (s, v) = admin_post(gw, "/model/new", MASTER, new_model(&base)).await;
         assert_eq!(s, 400, "{backend}: {v}");
         assert_eq!(param(&v), "litellm_params.api_base", "{backend}: {v}");
         assert!(!v.to_string().contains(NEW_PW), "{backend}: {v}");
         // Nor may an update add one; the stored model stays as it was.
         let plain = format!("http://{host}/v1");
-        let (s, v) = admin_post(
-            gw,
-            "/model/new",
-            MASTER,
-            json!({"model_name": "r", "litellm_params": {"model": "openai/x", "api_base": plain},
-                   "model_info": {"id": "r1"}}),
-        )
-        .await;
+        let (s, v) = admin_post(gw, "/model/new", MASTER, new_model(&plain)).await;
         assert_eq!(s, 200, "{backend}: {v}");
         let (s, v) = admin_post(
             gw,

@@ -372,6 +372,12 @@ async fn an_oversized_sign_in_body_is_refused() {
 }
 
 /// A runtime model's upstream answers "from r"; the Authorization it saw is checked.
+/// The `api_key` value stored in credential `name`.
+async fn stored_api_key(store: &dyn store::Store, name: &str) -> String {
+    let values = store.credential_values(name).await.unwrap().unwrap();
+    values["api_key"].expose_secret().to_owned()
+}
+
 fn last_authorization(reqs: &[wiremock::Request]) -> String {
     reqs.last()
         .and_then(|r| r.headers.get("authorization"))
@@ -484,12 +490,11 @@ async fn runtime_models_are_created_edited_and_deleted_on_the_models_page() {
             json!(0.000002),
             "{backend}"
         );
-        let values = store
-            .credential_values("r1-api-key")
-            .await
-            .unwrap()
-            .unwrap();
-        assert_eq!(values["api_key"].expose_secret(), KEY, "{backend}");
+        assert_eq!(
+            stored_api_key(&*store, "r1-api-key").await,
+            KEY,
+            "{backend}"
+        );
         // It serves at once, with the key, and the admin API lists it as a runtime model.
         assert_eq!(
             chat(gw, MASTER, "r").await,
@@ -552,12 +557,11 @@ async fn runtime_models_are_created_edited_and_deleted_on_the_models_page() {
             "{backend}: {html}"
         );
         assert!(store.model("r2").await.unwrap().is_none(), "{backend}");
-        let theirs = store
-            .credential_values("r2-api-key")
-            .await
-            .unwrap()
-            .unwrap();
-        assert_eq!(theirs["api_key"].expose_secret(), "sk-theirs", "{backend}");
+        assert_eq!(
+            stored_api_key(&*store, "r2-api-key").await,
+            "sk-theirs",
+            "{backend}"
+        );
         // A new key for r1 whose save then fails leaves r1's old key in place.
         let (st, _, _) = post(
             "/ui/models/r1",
@@ -565,12 +569,11 @@ async fn runtime_models_are_created_edited_and_deleted_on_the_models_page() {
         )
         .await;
         assert_eq!(st, 422, "{backend}");
-        let values = store
-            .credential_values("r1-api-key")
-            .await
-            .unwrap()
-            .unwrap();
-        assert_eq!(values["api_key"].expose_secret(), KEY, "{backend}");
+        assert_eq!(
+            stored_api_key(&*store, "r1-api-key").await,
+            KEY,
+            "{backend}"
+        );
 
         // Edited: an empty key field keeps the key; an emptied field is removed.
         let (st, loc, _) = post(
