@@ -157,18 +157,20 @@ fn main() {
                 .await
                 .expect("schema");
             schemas.push(schema.clone());
-            let pool = PgPoolOptions::new()
-                .max_connections(4)
-                .after_connect(move |conn, _| {
-                    let set = format!("SET search_path TO \"{schema}\"");
-                    Box::pin(async move {
-                        conn.execute(set.as_str()).await?;
-                        Ok(())
-                    })
+            let pool = switchyard::store::pool_options::<sqlx::Postgres>(
+                4,
+                std::time::Duration::from_secs(30),
+            )
+            .after_connect(move |conn, _| {
+                let set = format!("SET search_path TO \"{schema}\"");
+                Box::pin(async move {
+                    conn.execute(set.as_str()).await?;
+                    Ok(())
                 })
-                .connect(&pg_url)
-                .await
-                .expect("postgres");
+            })
+            .connect(&pg_url)
+            .await
+            .expect("postgres");
             stores.push(Arc::new(
                 PgStore::open(pool, options()).await.expect("pg store"),
             ));

@@ -6,6 +6,13 @@
 //!
 //! Every mutating call takes an [`Actor`] and writes an audit entry in the same transaction.
 //! Queries are runtime-checked (`sqlx::query`), so building needs no database.
+//!
+//! **No pool reaper.** Both backends build their pools without an idle timeout or a maximum
+//! lifetime, so sqlx never starts its maintenance task. In sqlx 0.8.6 that task sizes its
+//! sweep from an idle-connection count that a connection released while another is taken
+//! can briefly underflow; reading it then makes the task loop about 2^64 times without
+//! yielding: a runtime worker pinned at 100% CPU for good, and a process that never shuts
+//! down (launchbadge/sqlx#3645; seen once in this repository's CI, in a SQLite test).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -69,6 +76,20 @@ impl StoreOptions {
 pub enum Backend {
     Sqlite,
     Postgres,
+}
+
+/// Pool settings of both backends (and of tests that build a pool for a store): at most
+/// `max_connections`, waiting up to `acquire_timeout` for one, and no reaper (see "No pool
+/// reaper" above).
+pub fn pool_options<DB: sqlx::Database>(
+    max_connections: u32,
+    acquire_timeout: Duration,
+) -> sqlx::pool::PoolOptions<DB> {
+    sqlx::pool::PoolOptions::new()
+        .max_connections(max_connections)
+        .acquire_timeout(acquire_timeout)
+        .idle_timeout(None)
+        .max_lifetime(None)
 }
 
 /// Opens the store named by `database_url` (`sqlite://switchyard.db`, created if missing;

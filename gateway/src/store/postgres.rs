@@ -6,7 +6,7 @@
 use std::fmt;
 
 use sqlx::migrate::Migrator;
-use sqlx::postgres::{PgPool, PgPoolOptions};
+use sqlx::postgres::PgPool;
 use sqlx::Connection;
 
 use super::{Backend, SecretCipher, Store, StoreError, StoreOptions};
@@ -179,18 +179,17 @@ impl fmt::Debug for PgStore {
 impl PgStore {
     /// Connects to `url` and migrates the database.
     pub async fn connect(url: &str, options: StoreOptions) -> Result<Self, StoreError> {
-        let pool = PgPoolOptions::new()
-            .max_connections(options.max_connections.max(1))
-            .acquire_timeout(options.acquire_timeout)
-            .connect(url)
-            .await
-            .map_err(|e| match e {
-                // The message could quote the URL, password included.
-                sqlx::Error::Configuration(_) => {
-                    StoreError::invalid("DATABASE_URL", "not a valid PostgreSQL URL")
-                }
-                other => sql::db_err(other),
-            })?;
+        let pool =
+            super::pool_options::<Db>(options.max_connections.max(1), options.acquire_timeout)
+                .connect(url)
+                .await
+                .map_err(|e| match e {
+                    // The message could quote the URL, password included.
+                    sqlx::Error::Configuration(_) => {
+                        StoreError::invalid("DATABASE_URL", "not a valid PostgreSQL URL")
+                    }
+                    other => sql::db_err(other),
+                })?;
         Self::open(pool, options).await
     }
 

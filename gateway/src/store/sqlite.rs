@@ -13,8 +13,7 @@ use std::time::Duration;
 
 use sqlx::migrate::Migrator;
 use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions,
-    SqliteSynchronous,
+    SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqliteSynchronous,
 };
 use sqlx::{ConnectOptions, Connection};
 
@@ -103,11 +102,7 @@ impl SqliteStore {
             .create_if_missing(true)
             .foreign_keys(true)
             .busy_timeout(BUSY_TIMEOUT);
-        let pool = |max: u32| {
-            SqlitePoolOptions::new()
-                .max_connections(max)
-                .acquire_timeout(options.acquire_timeout)
-        };
+        let pool = |max: u32| super::pool_options::<Db>(max, options.acquire_timeout);
         if is_memory(url) {
             let keeper = connect.connect().await.map_err(sql::db_err)?;
             let writer = pool(1).connect_with(connect).await.map_err(sql::db_err)?;

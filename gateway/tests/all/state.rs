@@ -104,19 +104,18 @@ impl Stores {
                     .await
                     .unwrap();
                 self.schemas.lock().unwrap().push(schema.clone());
-                let pool = PgPoolOptions::new()
-                    .max_connections(4)
-                    .acquire_timeout(Duration::from_secs(30))
-                    .after_connect(move |conn, _| {
-                        let set = format!("SET search_path TO \"{schema}\"");
-                        Box::pin(async move {
-                            conn.execute(set.as_str()).await?;
-                            Ok(())
+                let pool =
+                    switchyard::store::pool_options::<sqlx::Postgres>(4, Duration::from_secs(30))
+                        .after_connect(move |conn, _| {
+                            let set = format!("SET search_path TO \"{schema}\"");
+                            Box::pin(async move {
+                                conn.execute(set.as_str()).await?;
+                                Ok(())
+                            })
                         })
-                    })
-                    .connect(url)
-                    .await
-                    .unwrap();
+                        .connect(url)
+                        .await
+                        .unwrap();
                 Arc::new(PgStore::open(pool, store_options(salt)).await.unwrap())
             }
         };

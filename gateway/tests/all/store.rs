@@ -138,19 +138,20 @@ async fn pg_store(h: &PgHarness) -> PgStore {
         .await
         .unwrap();
     h.schemas.lock().unwrap().push(schema.clone());
-    let pool = PgPoolOptions::new()
-        .max_connections(options().max_connections)
-        .acquire_timeout(Duration::from_secs(30))
-        .after_connect(move |conn, _meta| {
-            let set = format!("SET search_path TO \"{schema}\"");
-            Box::pin(async move {
-                conn.execute(set.as_str()).await?;
-                Ok(())
-            })
+    let pool = switchyard::store::pool_options::<sqlx::Postgres>(
+        options().max_connections,
+        Duration::from_secs(30),
+    )
+    .after_connect(move |conn, _meta| {
+        let set = format!("SET search_path TO \"{schema}\"");
+        Box::pin(async move {
+            conn.execute(set.as_str()).await?;
+            Ok(())
         })
-        .connect(&h.url)
-        .await
-        .unwrap();
+    })
+    .connect(&h.url)
+    .await
+    .unwrap();
     PgStore::open(pool, options()).await.unwrap()
 }
 
@@ -281,6 +282,7 @@ mod conformance {
         due_budgets_reset_spend_and_move_to_next_period,
         audit_entries_record_changes_without_secret_values,
         schema_newer_than_binary_is_refused,
+        pools_run_without_a_reaper,
         failing_last_statement_leaves_state_unchanged,
         apply_state_round_trip_is_deterministic,
         apply_state_checks_references_at_the_end,
@@ -2166,6 +2168,22 @@ mod conformance {
 
     // -----------------------------------------------------------------------------------
     // Schema and transactions
+
+    /// sqlx 0.8.6's reaper can spin forever ("No pool reaper" in the store module's docs):
+    /// neither an idle timeout nor a lifetime may start it.
+    async fn pools_run_without_a_reaper(ctx: Ctx) {
+        let reaper = match &ctx.raw {
+            super::Raw::Sqlite(s) => {
+                let o = s.pool().options();
+                (o.get_idle_timeout(), o.get_max_lifetime())
+            }
+            super::Raw::Postgres(s) => {
+                let o = s.pool().options();
+                (o.get_idle_timeout(), o.get_max_lifetime())
+            }
+        };
+        assert_eq!(reaper, (None, None));
+    }
 
     async fn schema_newer_than_binary_is_refused(ctx: Ctx) {
         let binary = SqliteStore::schema_version();
