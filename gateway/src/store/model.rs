@@ -1130,9 +1130,7 @@ impl ModelSpec {
     pub fn without_url_password(&self) -> ModelSpec {
         let mut spec = self.clone();
         if let Some(Value::String(base)) = spec.litellm_params.get_mut("api_base") {
-            if crate::config::url::has_password(base) {
-                *base = crate::config::url::without_password(base);
-            }
+            *base = crate::config::url::without_password(base);
         }
         spec
     }

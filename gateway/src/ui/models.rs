@@ -427,18 +427,18 @@ async fn keep_key(
     let name = own_credential(model_id);
     let values = BTreeMap::from([("api_key".to_string(), key)]);
     let actor = Actor::master_key();
-    let no_salt = || {
-        bad(
+    // Reading the stored key and writing the new one fail the same ways.
+    let refused = |e: StoreError| {
+        match e {
+        StoreError::NoSaltKey => bad(
             "api_key",
             "storing an API key needs a salt key (set SWITCHYARD_SALT_KEY), or enter os.environ/NAME to read it from the environment",
-        )
+        ),
+        e => bad("api_key", UiError::from(e).0.message),
+    }
     };
-    let previous = match store.credential_values(&name).await {
-        Ok(v) => v,
-        Err(StoreError::NoSaltKey) => return Err(no_salt()),
-        Err(e) => return Err(bad("api_key", UiError::from(e).0.message)),
-    };
-    let r = match previous {
+    let previous = store.credential_values(&name).await.map_err(refused)?;
+    match previous {
         Some(_) if current != Some(name.as_str()) => {
             return Err(bad(
                 "api_key",
@@ -469,12 +469,8 @@ async fn keep_key(
                 .await
                 .map(|_| Kept::Created(name))
         }
-    };
-    match r {
-        Ok(kept) => Ok(kept),
-        Err(StoreError::NoSaltKey) => Err(no_salt()),
-        Err(e) => Err(bad("api_key", UiError::from(e).0.message)),
     }
+    .map_err(refused)
 }
 
 /// Binds a typed key (if any) to the model's own credential in `params`; `current` is the
