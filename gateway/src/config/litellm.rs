@@ -58,6 +58,10 @@ pub(crate) const ROUTER_LITELLM: &[&str] = &[
     "polling_interval",
     "provider_budget_config",
     "redis_db",
+    "redis_host",
+    "redis_password",
+    "redis_port",
+    "redis_url",
     "retry_after",
     "router_general_settings",
     "routing_groups",
@@ -67,6 +71,19 @@ pub(crate) const ROUTER_LITELLM: &[&str] = &[
     "tag_filtering_match_any",
     "tag_routing_prefix",
 ];
+
+/// What ignoring a LiteLLM key means, where the bare "not implemented" would let a user
+/// assume otherwise.
+pub(crate) fn not_implemented_note(key: &str) -> Option<&'static str> {
+    match key {
+        "redis_host" | "redis_port" | "redis_password" | "redis_url" | "redis_db" => Some(
+            "switchyard shares nothing through Redis: each gateway instance keeps its own \
+             cooldowns and rpm/tpm and parallel-request counts, and sees a key changed through \
+             another instance once its key cache expires (within a minute)",
+        ),
+        _ => None,
+    }
+}
 
 /// Every key `router_settings` may hold in LiteLLM, implemented or not; used to point out router
 /// settings written under `litellm_settings`, where LiteLLM silently ignores most of them.
@@ -394,7 +411,6 @@ pub(crate) const GENERAL_LITELLM: &[&str] = &[
     "use_azure_key_vault",
     "use_client_credentials_pass_through_routes",
     "use_google_kms",
-    "use_x_forwarded_for",
     "user_api_key_cache_ttl",
     "user_mcp_management_mode",
 ];

@@ -198,35 +198,6 @@ fn served_prefix_list() -> String {
     )
 }
 
-/// `redis://[:password@]host[:port]` from LiteLLM's `redis_host` / `redis_port` / `redis_password`.
-fn redis_url_from_parts(
-    host: &str,
-    port: Option<&str>,
-    password: Option<&SecretString>,
-) -> SecretString {
-    if host.contains("://") {
-        return SecretString::from(host.to_owned());
-    }
-    let mut url = String::from("redis://");
-    if let Some(pw) = password.filter(|p| !p.expose_secret().is_empty()) {
-        url.push(':');
-        for b in pw.expose_secret().bytes() {
-            if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
-                url.push(char::from(b));
-            } else {
-                url.push_str(&format!("%{b:02X}"));
-            }
-        }
-        url.push('@');
-    }
-    url.push_str(host);
-    if let Some(port) = port.filter(|p| !p.is_empty()) {
-        url.push(':');
-        url.push_str(port);
-    }
-    SecretString::from(url)
-}
-
 impl Loader<'_> {
     // ---- generic machinery -------------------------------------------------------------
 
@@ -264,7 +235,8 @@ impl Loader<'_> {
             if section.is_implemented(key) {
                 kept.push(entry.clone());
             } else if section.is_litellm(key) {
-                self.sink.warn(file, &at, NOT_IMPLEMENTED, None);
+                let note = litellm::not_implemented_note(key).map(str::to_owned);
+                self.sink.warn(file, &at, NOT_IMPLEMENTED, note);
             } else if let Some((_, hint)) = section
                 .misplaced
                 .iter()
@@ -606,13 +578,7 @@ impl Loader<'_> {
             .as_ref()
             .map(|(targets, _)| targets.iter().map(|(t, _)| t.clone()).collect());
 
-        config.general_settings = self.general_settings(
-            general_raw,
-            &r.redis_url,
-            &r.redis_host,
-            &r.redis_port,
-            &r.redis_password,
-        );
+        config.general_settings = self.general_settings(general_raw);
 
         // Cross-cutting checks.
         validate::settle_ids(&mut self.records, &mut self.sink);
@@ -1277,31 +1243,17 @@ impl Loader<'_> {
         Some(raw)
     }
 
-    fn general_settings(
-        &self,
-        raw: RawGeneralSettings,
-        router_redis_url: &Option<SecretString>,
-        redis_host: &Option<String>,
-        redis_port: &Option<String>,
-        redis_password: &Option<SecretString>,
-    ) -> GeneralSettings {
-        let redis_url = nonempty_secret(raw.redis_url)
-            .or_else(|| nonempty_secret(router_redis_url.clone()))
-            .or_else(|| {
-                redis_host.as_deref().filter(|h| !h.is_empty()).map(|host| {
-                    redis_url_from_parts(host, redis_port.as_deref(), redis_password.as_ref())
-                })
-            });
+    fn general_settings(&self, raw: RawGeneralSettings) -> GeneralSettings {
         GeneralSettings {
             master_key: nonempty_secret(raw.master_key),
             database_url: nonempty_secret(raw.database_url),
-            redis_url,
             salt_key: nonempty_secret(raw.salt_key),
             max_request_body_bytes: raw
                 .max_request_size_mb
                 .filter(|mb| mb.is_finite() && *mb > 0.0)
                 .map(|mb| (mb * 1024.0 * 1024.0) as usize),
             graceful_shutdown_timeout: raw.graceful_shutdown_timeout.map(|s| s.0),
+            use_x_forwarded_for: raw.use_x_forwarded_for.unwrap_or(false),
         }
     }
 
@@ -1714,27 +1666,6 @@ mod tests {
         assert_ne!(
             derive_id("ab", "c", None, None),
             derive_id("a", "bc", None, None)
-        );
-    }
-
-    #[test]
-    fn redis_url_is_composed_from_litellm_parts() {
-        let url = redis_url_from_parts(
-            "cache.internal",
-            Some("6380"),
-            Some(&SecretString::from("p@ss word")),
-        );
-        assert_eq!(
-            url.expose_secret(),
-            "redis://:p%40ss%20word@cache.internal:6380"
-        );
-        assert_eq!(
-            redis_url_from_parts("localhost", None, None).expose_secret(),
-            "redis://localhost"
-        );
-        assert_eq!(
-            redis_url_from_parts("rediss://h:1", Some("2"), None).expose_secret(),
-            "rediss://h:1"
         );
     }
 }

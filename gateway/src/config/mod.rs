@@ -335,12 +335,15 @@ pub mod defaults {
 pub struct GeneralSettings {
     pub master_key: Option<SecretString>,
     pub database_url: Option<SecretString>,
-    pub redis_url: Option<SecretString>,
     pub salt_key: Option<SecretString>,
     /// Request body limit in bytes (default 10 MiB).
     pub max_request_body_bytes: Option<usize>,
     /// Grace period for draining in-flight requests on shutdown (default 30 s).
     pub graceful_shutdown_timeout: Option<Duration>,
+    /// Every request comes through one reverse proxy that appends the client's address to
+    /// `X-Forwarded-For`: where a client's address counts (the admin UI's sign-in limit), it is
+    /// that header's last address rather than the proxy's (default false: the peer's address).
+    pub use_x_forwarded_for: bool,
 }
 
 /// A deployment in the file that Switchyard does not serve: its provider is one LiteLLM knows

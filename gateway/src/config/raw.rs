@@ -82,11 +82,6 @@ pub(crate) struct RawRouterSettings {
     pub retry_after_cap: Option<Seconds>,
     /// Switchyard: cool down even a group's only deployment.
     pub cooldown_single_deployment: Option<bool>,
-    /// LiteLLM's router Redis; Switchyard keeps cooldowns and counters there.
-    pub redis_url: Option<SecretString>,
-    pub redis_host: Option<String>,
-    pub redis_port: Option<String>,
-    pub redis_password: Option<SecretString>,
 }
 
 /// `router_settings` keys read by hand.
@@ -128,12 +123,13 @@ pub(crate) struct RawGeneralSettings {
     pub database_url: Option<SecretString>,
     /// LiteLLM's request size limit, in MB.
     pub max_request_size_mb: Option<f64>,
-    /// Switchyard: Redis for cooldowns and counters (else `router_settings.redis_*`).
-    pub redis_url: Option<SecretString>,
     /// Switchyard: the key credentials are sealed with (LiteLLM reads `LITELLM_SALT_KEY`).
     pub salt_key: Option<SecretString>,
     /// Switchyard: how long in-flight requests may drain on shutdown (seconds).
     pub graceful_shutdown_timeout: Option<Seconds>,
+    /// LiteLLM's: the client's address is the one the reverse proxy in front appended to
+    /// `X-Forwarded-For`.
+    pub use_x_forwarded_for: Option<bool>,
 }
 
 /// Top-level sections Switchyard reads.

@@ -2,6 +2,9 @@
 //! be guessed at network speed: after `PER_IP` failures within a window the address is refused
 //! with 429 until the window ends; a success clears the address's count. The clock is tokio's,
 //! so tests move it with paused time.
+//!
+//! The address is the peer's, unless `general_settings.use_x_forwarded_for` says a reverse proxy
+//! stands in front: then it is the last address of `X-Forwarded-For` ([`forwarded_client`]).
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -102,9 +105,61 @@ impl LoginLimiter {
     }
 }
 
+/// The address the nearest proxy appended to `X-Forwarded-For`: the last entry of the last
+/// header line (`1.2.3.4`, `1.2.3.4:5678`, `2001:db8::1` or `[2001:db8::1]:443`). Entries before
+/// it came from the client or from proxies further out, and anyone can write those. `None`
+/// when there is no header or its last entry is not an address (the caller then falls back to
+/// the peer, which is stricter: every such client shares the proxy's count).
+pub fn forwarded_client(headers: &axum::http::HeaderMap) -> Option<IpAddr> {
+    let line = headers.get_all("x-forwarded-for").iter().next_back()?;
+    let last = line.to_str().ok()?.rsplit(',').next()?.trim();
+    let ip = last
+        .parse::<IpAddr>()
+        .or_else(|_| last.parse::<std::net::SocketAddr>().map(|a| a.ip()))
+        .or_else(|_| {
+            last.strip_prefix('[')
+                .and_then(|v6| v6.strip_suffix(']'))
+                .unwrap_or(last)
+                .parse::<IpAddr>()
+        })
+        .ok()?;
+    Some(ip.to_canonical())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_forwarded_client_is_the_last_address_appended() {
+        let of = |lines: &[&str]| {
+            let mut h = axum::http::HeaderMap::new();
+            for l in lines {
+                h.append("x-forwarded-for", l.parse().unwrap());
+            }
+            forwarded_client(&h)
+        };
+        assert_eq!(of(&["203.0.113.7"]), ip("203.0.113.7"));
+        assert_eq!(of(&["1.1.1.1, 10.0.0.9,203.0.113.7"]), ip("203.0.113.7"));
+        assert_eq!(
+            of(&["1.1.1.1", "203.0.113.7"]),
+            ip("203.0.113.7"),
+            "the last header line is the nearest proxy's"
+        );
+        assert_eq!(of(&["203.0.113.7:51234"]), ip("203.0.113.7"));
+        assert_eq!(of(&["2001:db8::1"]), ip("2001:db8::1"));
+        assert_eq!(of(&["[2001:db8::1]"]), ip("2001:db8::1"));
+        assert_eq!(of(&["[2001:db8::1]:443"]), ip("2001:db8::1"));
+        assert_eq!(
+            of(&["::ffff:203.0.113.7"]),
+            ip("203.0.113.7"),
+            "an IPv4-mapped address counts as the IPv4 address"
+        );
+        for junk in ["", "unknown", "203.0.113.7, ", "_hidden", "1.2.3.4 5.6.7.8"] {
+            assert_eq!(of(&[junk]), None, "{junk:?}");
+        }
+        assert_eq!(of(&[]), None);
+    }
 
     fn ip(s: &str) -> Option<IpAddr> {
         Some(s.parse().unwrap())

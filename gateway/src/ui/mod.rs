@@ -354,19 +354,28 @@ async fn login_page(State(ui): State<UiState>, headers: HeaderMap) -> Response {
     render("login.html", &page(None, "Sign in", "login"))
 }
 
-/// The peer's address as the server saw it. Forwarding headers are not trusted here: anyone
-/// can send them, and the limit must hold for the one sending.
+/// The client's address for the sign-in limit: the peer's, or with
+/// `general_settings.use_x_forwarded_for` the one the reverse proxy in front appended to
+/// `X-Forwarded-For` (`limit::forwarded_client`). Without that setting forwarding headers count
+/// for nothing: anyone can send them, and the limit must hold for the one sending.
 pub struct ClientIp(Option<std::net::IpAddr>);
 
-impl<S: Send + Sync> FromRequestParts<S> for ClientIp {
+impl FromRequestParts<UiState> for ClientIp {
     type Rejection = std::convert::Infallible;
 
-    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
-        Ok(ClientIp(
+    async fn from_request_parts(parts: &mut Parts, ui: &UiState) -> Result<Self, Self::Rejection> {
+        let forwarded = ui.app.config.general_settings.use_x_forwarded_for;
+        let peer = || {
             parts
                 .extensions
                 .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
-                .map(|c| c.0.ip()),
+                .map(|c| c.0.ip().to_canonical())
+        };
+        Ok(ClientIp(
+            forwarded
+                .then(|| limit::forwarded_client(&parts.headers))
+                .flatten()
+                .or_else(peer),
         ))
     }
 }
@@ -401,11 +410,18 @@ async fn login(
 ) -> Response {
     // Checked before the key is looked at: while limited, even the right key waits.
     if let Err(wait) = ui.logins.check(ip) {
-        tracing::warn!("admin ui sign-in refused: too many failures");
+        tracing::warn!(
+            client = ip.map(tracing::field::display),
+            "admin ui sign-in refused: too many failures"
+        );
         return too_many_sign_ins(wait);
     }
     let refuse = |msg: &str| {
         ui.logins.failed(ip);
+        tracing::info!(
+            client = ip.map(tracing::field::display),
+            "admin ui sign-in failed"
+        );
         let mut ctx = page(None, "Sign in", "login");
         ctx.insert("error", msg);
         let mut r = render("login.html", &ctx);

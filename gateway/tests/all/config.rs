@@ -728,25 +728,45 @@ model_list:
     assert_eq!(c.model_list[1].rpm, Some(5), "litellm_params wins");
 }
 
+/// Switchyard shares no state through Redis: LiteLLM's Redis settings load with one warning each
+/// that says what that means, their `os.environ/` values are never resolved (nothing reads
+/// them), and `--strict` refuses them like any other ignored key.
 #[test]
-fn redis_settings_come_from_general_or_router_settings() {
-    let yaml = "router_settings:\n  redis_host: os.environ/REDIS_HOST\n  redis_port: 6380\n  redis_password: os.environ/REDIS_PASSWORD\n";
-    let c = load_ok(yaml, &[("REDIS_HOST", "cache"), ("REDIS_PASSWORD", "pw")]).config;
+fn redis_settings_warn_that_nothing_is_shared() {
+    let yaml = "router_settings:\n  redis_host: os.environ/REDIS_HOST\n  redis_port: 6380\n  redis_password: os.environ/REDIS_PASSWORD\ngeneral_settings:\n  salt_key: os.environ/SALT\n  graceful_shutdown_timeout: 10\n  use_x_forwarded_for: true\n";
+    let loaded = load_ok(yaml, &[("SALT", "s")]);
+    let warnings = render(&loaded.warnings);
+    for key in ["redis_host", "redis_port", "redis_password"] {
+        let line = warnings
+            .lines()
+            .find(|l| l.contains(&format!("router_settings.{key}")))
+            .unwrap_or_else(|| panic!("no warning for {key}:\n{warnings}"));
+        assert!(line.contains("not implemented"), "{line}");
+    }
     assert_eq!(
-        c.general_settings.redis_url.unwrap().expose_secret(),
-        "redis://:pw@cache:6380"
+        warnings
+            .matches("each gateway instance keeps its own cooldowns")
+            .count(),
+        3,
+        "{warnings}"
     );
-    let yaml = "general_settings:\n  redis_url: redis://primary:6379\n  salt_key: os.environ/SALT\n  graceful_shutdown_timeout: 10\nrouter_settings:\n  redis_url: redis://ignored\n";
-    let c = load_ok(yaml, &[("SALT", "s")]).config;
-    assert_eq!(
-        c.general_settings.redis_url.unwrap().expose_secret(),
-        "redis://primary:6379"
+    let g = &loaded.config.general_settings;
+    assert_eq!(g.salt_key.as_ref().unwrap().expose_secret(), "s");
+    assert_eq!(g.graceful_shutdown_timeout, Some(Duration::from_secs(10)));
+    assert!(g.use_x_forwarded_for);
+    assert!(
+        !load_ok("{}", &[])
+            .config
+            .general_settings
+            .use_x_forwarded_for
     );
-    assert_eq!(c.general_settings.salt_key.unwrap().expose_secret(), "s");
-    assert_eq!(
-        c.general_settings.graceful_shutdown_timeout,
-        Some(Duration::from_secs(10))
-    );
+    let strict = load_with(yaml, &[("SALT", "s")], true)
+        .unwrap_err()
+        .to_string();
+    assert!(strict.contains("router_settings.redis_host"), "{strict}");
+    // A Redis URL under general_settings was never LiteLLM's: an unknown key.
+    let e = load_err("general_settings:\n  redis_url: redis://h\n", &[]).to_string();
+    assert!(e.contains("general_settings.redis_url"), "{e}");
 }
 
 #[test]

@@ -39,12 +39,18 @@ fn csrf_of(html: &str) -> String {
 }
 
 async fn login(gw: &Gateway, key: &str) -> reqwest::Response {
-    http()
+    login_via(gw, key, None).await
+}
+
+/// A sign-in that came through a reverse proxy, which appended `X-Forwarded-For: forwarded`.
+async fn login_via(gw: &Gateway, key: &str, forwarded: Option<&str>) -> reqwest::Response {
+    let mut req = http()
         .post(format!("{}/ui/login", gw.url))
-        .form(&[("master_key", key)])
-        .send()
-        .await
-        .unwrap()
+        .form(&[("master_key", key)]);
+    if let Some(f) = forwarded {
+        req = req.header("x-forwarded-for", f);
+    }
+    req.send().await.unwrap()
 }
 
 async fn sign_in(gw: &Gateway) -> UiSession {
@@ -350,6 +356,35 @@ async fn failed_sign_ins_are_limited_per_address_and_a_success_resets_them() {
     assert!(r.headers().get("set-cookie").is_none());
     let body = r.text().await.unwrap();
     assert!(body.contains("Too many failed sign-ins"), "{body}");
+}
+
+/// Behind a reverse proxy every sign-in comes from the proxy's address. With
+/// `use_x_forwarded_for` the limit counts per address the proxy appended to `X-Forwarded-For`
+/// (what the client wrote before it counts for nothing), so one client's failures do not lock
+/// out the others; without the setting the header is ignored and the peer's address counts.
+#[tokio::test]
+async fn behind_a_proxy_sign_ins_are_limited_per_forwarded_address() {
+    for trusted in [true, false] {
+        let store = store::connect("sqlite::memory:").await.unwrap();
+        let mut cfg = config(Vec::new(), Default::default());
+        cfg.general_settings.use_x_forwarded_for = trusted;
+        let gw = start_with_store(cfg, Some(MASTER), Some(store)).await;
+        for i in 0..5 {
+            // The client varies what it writes itself; the proxy appends the same address.
+            let forwarded = format!("198.51.100.{i}, 203.0.113.7");
+            let r = login_via(&gw, "sk-wrong", Some(&forwarded)).await;
+            assert_eq!(r.status(), 401, "trusted={trusted}: failure {i}");
+        }
+        let r = login_via(&gw, MASTER, Some("203.0.113.7")).await;
+        assert_eq!(
+            r.status(),
+            429,
+            "trusted={trusted}: the failing client waits"
+        );
+        let other = login_via(&gw, MASTER, Some("192.0.2.44")).await.status();
+        let expected = if trusted { 303 } else { 429 };
+        assert_eq!(other, expected, "trusted={trusted}: another client");
+    }
 }
 
 /// The sign-in form is open to anyone: its body is bounded (1 MiB) and a larger one is refused
