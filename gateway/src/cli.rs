@@ -233,6 +233,10 @@ pub struct ImportArgs {
     /// Plan output format.
     #[arg(long, value_enum, default_value_t = ReportFormat::Text)]
     pub format: ReportFormat,
+    /// Who the audit log records for the changes (a person, a pipeline run); sent to a gateway
+    /// as the LiteLLM-Changed-By header. Default: "import".
+    #[arg(long, value_name = "NAME")]
+    pub changed_by: Option<String>,
 }
 
 #[derive(Debug, Clone, Args)]

@@ -8,9 +8,9 @@ use axum::Json;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::{body, double, query_error, store};
+use super::{body, double, query_error, store, ChangedBy};
 use crate::error::ApiError;
-use crate::store::{Actor, Budget, BudgetPatch, BudgetSpec, Page, Usd};
+use crate::store::{Budget, BudgetPatch, BudgetSpec, Page, Usd};
 use crate::AppState;
 
 #[derive(Debug, Deserialize)]
@@ -90,7 +90,11 @@ fn view(b: &Budget) -> Value {
     )
 }
 
-pub async fn create(State(state): State<AppState>, bytes: Bytes) -> Result<Json<Value>, ApiError> {
+pub async fn create(
+    State(state): State<AppState>,
+    by: ChangedBy,
+    bytes: Bytes,
+) -> Result<Json<Value>, ApiError> {
     let store = store(&state)?;
     let b: NewBody = body(&bytes)?;
     let spec = BudgetSpec {
@@ -104,12 +108,16 @@ pub async fn create(State(state): State<AppState>, bytes: Bytes) -> Result<Json<
         tpm_limit: b.tpm_limit,
         max_parallel_requests: b.max_parallel_requests,
     };
-    let budget = store.create_budget(&Actor::master_key(), &spec).await?;
+    let budget = store.create_budget(&by.actor(), &spec).await?;
     state.key_cache.invalidate_all();
     Ok(Json(view(&budget)))
 }
 
-pub async fn update(State(state): State<AppState>, bytes: Bytes) -> Result<Json<Value>, ApiError> {
+pub async fn update(
+    State(state): State<AppState>,
+    by: ChangedBy,
+    bytes: Bytes,
+) -> Result<Json<Value>, ApiError> {
     let store = store(&state)?;
     let b: UpdateBody = body(&bytes)?;
     let patch = BudgetPatch {
@@ -121,16 +129,20 @@ pub async fn update(State(state): State<AppState>, bytes: Bytes) -> Result<Json<
         max_parallel_requests: b.max_parallel_requests,
     };
     let budget = store
-        .update_budget(&Actor::master_key(), &b.budget_id, &patch)
+        .update_budget(&by.actor(), &b.budget_id, &patch)
         .await?;
     state.key_cache.invalidate_all();
     Ok(Json(view(&budget)))
 }
 
-pub async fn delete(State(state): State<AppState>, bytes: Bytes) -> Result<Json<Value>, ApiError> {
+pub async fn delete(
+    State(state): State<AppState>,
+    by: ChangedBy,
+    bytes: Bytes,
+) -> Result<Json<Value>, ApiError> {
     let store = store(&state)?;
     let b: DeleteBody = body(&bytes)?;
-    let budget = store.delete_budget(&Actor::master_key(), &b.id).await?;
+    let budget = store.delete_budget(&by.actor(), &b.id).await?;
     state.key_cache.invalidate_all();
     Ok(Json(view(&budget)))
 }

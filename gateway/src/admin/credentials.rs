@@ -12,9 +12,9 @@ use secrecy::SecretString;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::{body, models, store};
+use super::{body, models, store, ChangedBy};
 use crate::error::ApiError;
-use crate::store::{Actor, Credential, CredentialPatch, JsonObject, NewCredential, StoreError};
+use crate::store::{Credential, CredentialPatch, JsonObject, NewCredential, StoreError};
 use crate::AppState;
 
 #[derive(Deserialize)]
@@ -60,7 +60,11 @@ fn mapped(e: StoreError) -> ApiError {
     }
 }
 
-pub async fn create(State(state): State<AppState>, bytes: Bytes) -> Result<Json<Value>, ApiError> {
+pub async fn create(
+    State(state): State<AppState>,
+    by: ChangedBy,
+    bytes: Bytes,
+) -> Result<Json<Value>, ApiError> {
     let store = store(&state)?;
     let b: NewBody = body(&bytes)?;
     let new = NewCredential {
@@ -69,7 +73,7 @@ pub async fn create(State(state): State<AppState>, bytes: Bytes) -> Result<Json<
         values: b.credential_values,
     };
     let c = store
-        .create_credential(&Actor::master_key(), &new)
+        .create_credential(&by.actor(), &new)
         .await
         .map_err(mapped)?;
     state.key_cache.invalidate_all();
@@ -98,6 +102,7 @@ pub async fn info(
 
 pub async fn update(
     State(state): State<AppState>,
+    by: ChangedBy,
     Path(name): Path<String>,
     bytes: Bytes,
 ) -> Result<Json<Value>, ApiError> {
@@ -116,7 +121,7 @@ pub async fn update(
         values: b.credential_values,
     };
     let c = store
-        .update_credential(&Actor::master_key(), &name, &patch)
+        .update_credential(&by.actor(), &name, &patch)
         .await
         .map_err(mapped)?;
     state.key_cache.invalidate_all();
@@ -126,11 +131,12 @@ pub async fn update(
 
 pub async fn delete(
     State(state): State<AppState>,
+    by: ChangedBy,
     Path(name): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     let store = store(&state)?;
     let c = store
-        .delete_credential(&Actor::master_key(), &name)
+        .delete_credential(&by.actor(), &name)
         .await
         .map_err(mapped)?;
     state.key_cache.invalidate_all();

@@ -12,7 +12,7 @@ use serde_json::{json, Value};
 
 use axum::extract::rejection::QueryRejection;
 
-use super::{body, double, query_error, store, validate};
+use super::{body, double, query_error, store, validate, ChangedBy};
 use crate::config::RouterSettings;
 use crate::error::ApiError;
 use crate::keys::virtual_key::resolve_settings;
@@ -167,7 +167,7 @@ fn view(r: &KeyRecord) -> Value {
 }
 
 /// Finds a key by the full key, its hash (LiteLLM's `token`) or its public id.
-async fn find(store: &dyn Store, key: &str) -> Result<KeyRecord, ApiError> {
+pub(super) async fn find(store: &dyn Store, key: &str) -> Result<KeyRecord, ApiError> {
     let not_found = || ApiError::not_found("key not found");
     let found = if key.starts_with(keygen::KEY_SCHEME) {
         let presented = keygen::parse(key).map_err(|_| not_found())?;
@@ -182,7 +182,7 @@ async fn find(store: &dyn Store, key: &str) -> Result<KeyRecord, ApiError> {
     found.ok_or_else(not_found)
 }
 
-async fn find_alias(store: &dyn Store, alias: &str) -> Result<KeyRecord, ApiError> {
+pub(super) async fn find_alias(store: &dyn Store, alias: &str) -> Result<KeyRecord, ApiError> {
     store
         .key_by_alias(alias)
         .await?
@@ -191,9 +191,10 @@ async fn find_alias(store: &dyn Store, alias: &str) -> Result<KeyRecord, ApiErro
 
 pub async fn generate(
     State(state): State<AppState>,
+    by: ChangedBy,
     bytes: Bytes,
 ) -> Result<Json<Value>, ApiError> {
-    let (rec, key) = generate_key(&state, &Actor::master_key(), body(&bytes)?).await?;
+    let (rec, key) = generate_key(&state, &by.actor(), body(&bytes)?).await?;
     Ok(Json(with_secret(view(&rec), &key)))
 }
 
@@ -242,8 +243,12 @@ pub(crate) async fn generate_key(
     Ok((rec, minted))
 }
 
-pub async fn update(State(state): State<AppState>, bytes: Bytes) -> Result<Json<Value>, ApiError> {
-    let rec = update_key(&state, &Actor::master_key(), body(&bytes)?).await?;
+pub async fn update(
+    State(state): State<AppState>,
+    by: ChangedBy,
+    bytes: Bytes,
+) -> Result<Json<Value>, ApiError> {
+    let rec = update_key(&state, &by.actor(), body(&bytes)?).await?;
     Ok(Json(view(&rec)))
 }
 
@@ -290,8 +295,12 @@ pub(crate) async fn update_key(
     Ok(rec)
 }
 
-pub async fn delete(State(state): State<AppState>, bytes: Bytes) -> Result<Json<Value>, ApiError> {
-    let deleted = delete_keys(&state, &Actor::master_key(), body(&bytes)?).await?;
+pub async fn delete(
+    State(state): State<AppState>,
+    by: ChangedBy,
+    bytes: Bytes,
+) -> Result<Json<Value>, ApiError> {
+    let deleted = delete_keys(&state, &by.actor(), body(&bytes)?).await?;
     let ids: Vec<&str> = deleted.iter().map(|r| r.spec.public_id.as_str()).collect();
     Ok(Json(json!({"deleted_keys": ids})))
 }
@@ -381,10 +390,11 @@ pub async fn list(
 
 pub async fn regenerate(
     State(state): State<AppState>,
+    by: ChangedBy,
     bytes: Bytes,
 ) -> Result<Json<Value>, ApiError> {
     let b: KeyRef = body(&bytes)?;
-    let (rec, key) = regenerate_key(&state, &Actor::master_key(), &b.key).await?;
+    let (rec, key) = regenerate_key(&state, &by.actor(), &b.key).await?;
     Ok(Json(with_secret(view(&rec), &key)))
 }
 
@@ -424,16 +434,29 @@ pub(crate) async fn set_key_blocked(
     Ok(rec)
 }
 
-async fn set_blocked(state: &AppState, bytes: &Bytes, blocked: bool) -> Result<Value, ApiError> {
+async fn set_blocked(
+    state: &AppState,
+    by: &ChangedBy,
+    bytes: &Bytes,
+    blocked: bool,
+) -> Result<Value, ApiError> {
     let b: KeyRef = body(bytes)?;
-    let rec = set_key_blocked(state, &Actor::master_key(), &b.key, blocked).await?;
+    let rec = set_key_blocked(state, &by.actor(), &b.key, blocked).await?;
     Ok(view(&rec))
 }
 
-pub async fn block(State(state): State<AppState>, bytes: Bytes) -> Result<Json<Value>, ApiError> {
-    set_blocked(&state, &bytes, true).await.map(Json)
+pub async fn block(
+    State(state): State<AppState>,
+    by: ChangedBy,
+    bytes: Bytes,
+) -> Result<Json<Value>, ApiError> {
+    set_blocked(&state, &by, &bytes, true).await.map(Json)
 }
 
-pub async fn unblock(State(state): State<AppState>, bytes: Bytes) -> Result<Json<Value>, ApiError> {
-    set_blocked(&state, &bytes, false).await.map(Json)
+pub async fn unblock(
+    State(state): State<AppState>,
+    by: ChangedBy,
+    bytes: Bytes,
+) -> Result<Json<Value>, ApiError> {
+    set_blocked(&state, &by, &bytes, false).await.map(Json)
 }

@@ -2,18 +2,21 @@
 //! credentials, runtime models and state export/import. Master key only; every change
 //! invalidates the key cache so it takes effect on the next request.
 
+mod audit;
 mod budgets;
 mod credentials;
 pub(crate) mod keys;
 pub mod models;
 mod organizations;
+mod spend;
 mod state;
 pub(crate) mod teams;
 mod users;
 pub(crate) mod validate;
 
 use axum::body::Bytes;
-use axum::extract::{Request, State};
+use axum::extract::{FromRequestParts, Request, State};
+use axum::http::request::Parts;
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, patch, post};
@@ -23,7 +26,7 @@ use std::sync::Arc;
 
 use crate::error::ApiError;
 use crate::keys::auth::presented_token;
-use crate::store::Store;
+use crate::store::{Actor, Page, Store, MAX_PAGE_LIMIT};
 use crate::AppState;
 
 /// The admin routes, behind [`require_master`].
@@ -32,6 +35,8 @@ pub fn routes(state: AppState) -> axum::Router<AppState> {
     // the import route below allows more.
     let body_limit = axum::extract::DefaultBodyLimit::max(state.max_body);
     axum::Router::new()
+        .route("/audit", get(audit::list))
+        .route("/spend/logs", get(spend::logs))
         .route("/key/generate", post(keys::generate))
         .route("/key/update", post(keys::update))
         .route("/key/delete", post(keys::delete))
@@ -98,6 +103,60 @@ async fn require_master(State(state): State<AppState>, req: Request, next: Next)
     }
 }
 
+/// Who an admin change is recorded as in the audit log: the person LiteLLM's
+/// `LiteLLM-Changed-By` header names (a platform calling on its user's behalf; the call still
+/// needs the master key), else the master key itself.
+pub struct ChangedBy(Option<String>);
+
+/// Longest `LiteLLM-Changed-By` value accepted.
+const CHANGED_BY_MAX: usize = 256;
+
+impl ChangedBy {
+    /// The named person, else the master key.
+    pub fn actor(&self) -> Actor {
+        self.or(Actor::master_key())
+    }
+
+    /// The named person, else `default`.
+    pub fn or(&self, default: Actor) -> Actor {
+        self.0.as_deref().map_or(default, Actor::new)
+    }
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for ChangedBy {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
+        let Some(value) = parts.headers.get("litellm-changed-by") else {
+            return Ok(ChangedBy(None));
+        };
+        let name = std::str::from_utf8(value.as_bytes()).map_err(|_| "not UTF-8".to_owned());
+        name.and_then(changed_by_name)
+            .map(ChangedBy)
+            .map_err(|why| {
+                ApiError::bad_request(format!("LiteLLM-Changed-By header: {why}"))
+                    .with_param("LiteLLM-Changed-By")
+            })
+    }
+}
+
+/// A `LiteLLM-Changed-By` name (also `config import --changed-by`), trimmed; `None` when blank.
+/// Refused: control characters (it is logged), more than [`CHANGED_BY_MAX`] characters, and
+/// what looks like an API key (`sk-...`), which the audit log must never hold.
+pub(crate) fn changed_by_name(raw: &str) -> Result<Option<String>, String> {
+    let name = raw.trim();
+    if name.starts_with("sk-") {
+        return Err("looks like an API key (sk-...); name a person or a system".to_owned());
+    }
+    if name.chars().any(char::is_control) {
+        return Err("control characters are not allowed".to_owned());
+    }
+    if name.chars().count() > CHANGED_BY_MAX {
+        return Err(format!("longer than {CHANGED_BY_MAX} characters"));
+    }
+    Ok((!name.is_empty()).then(|| name.to_owned()))
+}
+
 /// The store, or 503 when none is configured.
 fn store(state: &AppState) -> Result<Arc<dyn Store>, ApiError> {
     state.store.clone().ok_or_else(|| {
@@ -126,6 +185,39 @@ fn double<'de, D: Deserializer<'de>, T: Deserialize<'de>>(
     d: D,
 ) -> Result<Option<Option<T>>, D::Error> {
     Option::<T>::deserialize(d).map(Some)
+}
+
+/// `page` (from 1, default 1) and `page_size` (default 50; more than 1000 or 0 is a 400 naming
+/// it) of a listing, and the store page they select.
+fn paging(page: Option<u64>, page_size: Option<u32>) -> Result<(u64, u32, Page), ApiError> {
+    let size = page_size.unwrap_or(50);
+    if !(1..=MAX_PAGE_LIMIT).contains(&size) {
+        return Err(ApiError::bad_request(format!(
+            "page_size must be between 1 and {MAX_PAGE_LIMIT}, got {size}"
+        ))
+        .with_param("page_size"));
+    }
+    let page = page.unwrap_or(1).max(1);
+    let offset = (page - 1).saturating_mul(u64::from(size));
+    Ok((page, size, Page::new(size, offset)))
+}
+
+/// A page of a listing: the items under `name`, with the total and the page numbers.
+fn paged_json(
+    name: &str,
+    items: Vec<serde_json::Value>,
+    total: u64,
+    page: u64,
+    size: u32,
+) -> serde_json::Value {
+    let mut v = serde_json::json!({
+        "total": total,
+        "page": page,
+        "page_size": size,
+        "total_pages": total.div_ceil(u64::from(size.max(1))),
+    });
+    v[name] = serde_json::Value::Array(items);
+    v
 }
 
 /// A bad query string as a 400 naming the parameter.

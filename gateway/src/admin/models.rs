@@ -12,7 +12,7 @@ use secrecy::ExposeSecret;
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
-use super::{body, query_error, store};
+use super::{body, query_error, store, ChangedBy};
 use crate::config::{load_str, Deployment, DeploymentId, LoadOptions};
 use crate::error::ApiError;
 use crate::store::{
@@ -329,8 +329,12 @@ fn serving(state: &AppState, id: &str) -> bool {
         .contains(&DeploymentId(id.to_owned()))
 }
 
-pub async fn create(State(state): State<AppState>, bytes: Bytes) -> Result<Json<Value>, ApiError> {
-    let model = create_model(&state, &Actor::master_key(), body(&bytes)?).await?;
+pub async fn create(
+    State(state): State<AppState>,
+    by: ChangedBy,
+    bytes: Bytes,
+) -> Result<Json<Value>, ApiError> {
+    let model = create_model(&state, &by.actor(), body(&bytes)?).await?;
     Ok(Json(runtime_view(
         &model,
         serving(&state, &model.spec.model_id),
@@ -372,8 +376,12 @@ fn merge(target: &mut JsonObject, patch: JsonObject) {
     }
 }
 
-pub async fn update(State(state): State<AppState>, bytes: Bytes) -> Result<Json<Value>, ApiError> {
-    let model = update_model(&state, &Actor::master_key(), body(&bytes)?).await?;
+pub async fn update(
+    State(state): State<AppState>,
+    by: ChangedBy,
+    bytes: Bytes,
+) -> Result<Json<Value>, ApiError> {
+    let model = update_model(&state, &by.actor(), body(&bytes)?).await?;
     Ok(Json(runtime_view(
         &model,
         serving(&state, &model.spec.model_id),
@@ -420,9 +428,13 @@ pub(crate) async fn update_model(
     Ok(model)
 }
 
-pub async fn delete(State(state): State<AppState>, bytes: Bytes) -> Result<Json<Value>, ApiError> {
+pub async fn delete(
+    State(state): State<AppState>,
+    by: ChangedBy,
+    bytes: Bytes,
+) -> Result<Json<Value>, ApiError> {
     let b: DeleteBody = body(&bytes)?;
-    let model = delete_model(&state, &Actor::master_key(), &b.id).await?;
+    let model = delete_model(&state, &by.actor(), &b.id).await?;
     Ok(Json(json!({"deleted": runtime_view(&model, false)})))
 }
 

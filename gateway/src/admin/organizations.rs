@@ -9,11 +9,10 @@ use axum::Json;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::{body, double, query_error, store};
+use super::{body, double, query_error, store, ChangedBy};
 use crate::error::ApiError;
 use crate::store::{
-    Actor, BudgetSpec, JsonObject, Organization, OrganizationPatch, OrganizationSpec, Page, Store,
-    Usd,
+    BudgetSpec, JsonObject, Organization, OrganizationPatch, OrganizationSpec, Page, Store, Usd,
 };
 use crate::AppState;
 
@@ -117,7 +116,11 @@ impl NewBody {
     }
 }
 
-pub async fn create(State(state): State<AppState>, bytes: Bytes) -> Result<Json<Value>, ApiError> {
+pub async fn create(
+    State(state): State<AppState>,
+    by: ChangedBy,
+    bytes: Bytes,
+) -> Result<Json<Value>, ApiError> {
     let store = store(&state)?;
     let b: NewBody = body(&bytes)?;
     let organization_id = b
@@ -140,7 +143,7 @@ pub async fn create(State(state): State<AppState>, bytes: Bytes) -> Result<Json<
         }
         .into());
     }
-    let actor = Actor::master_key();
+    let actor = by.actor();
     let budget_id = match &inline {
         Some(spec) => Some(store.create_budget(&actor, spec).await?.spec.budget_id),
         None => b.budget_id,
@@ -169,7 +172,11 @@ pub async fn create(State(state): State<AppState>, bytes: Bytes) -> Result<Json<
     }
 }
 
-pub async fn update(State(state): State<AppState>, bytes: Bytes) -> Result<Json<Value>, ApiError> {
+pub async fn update(
+    State(state): State<AppState>,
+    by: ChangedBy,
+    bytes: Bytes,
+) -> Result<Json<Value>, ApiError> {
     let store = store(&state)?;
     let b: UpdateBody = body(&bytes)?;
     let patch = OrganizationPatch {
@@ -179,13 +186,17 @@ pub async fn update(State(state): State<AppState>, bytes: Bytes) -> Result<Json<
         metadata: b.metadata,
     };
     let org = store
-        .update_organization(&Actor::master_key(), &b.organization_id, &patch)
+        .update_organization(&by.actor(), &b.organization_id, &patch)
         .await?;
     state.key_cache.invalidate_all();
     Ok(Json(view(&org)))
 }
 
-pub async fn delete(State(state): State<AppState>, bytes: Bytes) -> Result<Json<Value>, ApiError> {
+pub async fn delete(
+    State(state): State<AppState>,
+    by: ChangedBy,
+    bytes: Bytes,
+) -> Result<Json<Value>, ApiError> {
     let store = store(&state)?;
     let b: DeleteBody = body(&bytes)?;
     for id in &b.organization_ids {
@@ -193,7 +204,7 @@ pub async fn delete(State(state): State<AppState>, bytes: Bytes) -> Result<Json<
     }
     let mut deleted = Vec::new();
     for id in &b.organization_ids {
-        let org = store.delete_organization(&Actor::master_key(), id).await?;
+        let org = store.delete_organization(&by.actor(), id).await?;
         deleted.push(view(&org));
     }
     state.key_cache.invalidate_all();

@@ -15,7 +15,7 @@ use secrecy::SecretString;
 use serde::Deserialize;
 use serde_json::json;
 
-use super::{body, query_error, store};
+use super::{body, query_error, store, ChangedBy};
 use crate::error::ApiError;
 use crate::state::{self, ConflictMode, Format, ImportError, Include, SecretsMode};
 use crate::store::{Actor, SealPurpose, SecretCipher};
@@ -105,7 +105,11 @@ fn import_error(e: ImportError) -> ApiError {
 
 /// Plans the import; applies it unless `dry_run`. 200 with the plan (`applied` says whether
 /// it was written); 409 with the plan when it has conflicts; 400 for an invalid document.
-pub async fn import(State(state): State<AppState>, bytes: Bytes) -> Result<Response, ApiError> {
+pub async fn import(
+    State(state): State<AppState>,
+    by: ChangedBy,
+    bytes: Bytes,
+) -> Result<Response, ApiError> {
     let req: ImportBody = body(&bytes)?;
     let store = store(&state)?;
     let doc =
@@ -137,7 +141,7 @@ pub async fn import(State(state): State<AppState>, bytes: Bytes) -> Result<Respo
     let applied = if req.dry_run {
         false
     } else {
-        state::apply(store.as_ref(), &Actor::new("import"), &plan)
+        state::apply(store.as_ref(), &by.or(Actor::new("import")), &plan)
             .await
             .map_err(import_error)?;
         // The global router settings may have changed: install them before keys resolve

@@ -7,7 +7,7 @@ use axum::Json;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::{body, double, query_error, store, validate};
+use super::{body, double, query_error, store, validate, ChangedBy};
 use crate::config::RouterSettings;
 use crate::error::ApiError;
 use crate::store::{
@@ -154,8 +154,12 @@ async fn find(store: &dyn Store, id: &str) -> Result<Team, ApiError> {
         .ok_or_else(|| ApiError::not_found(format!("team {id:?} not found")))
 }
 
-pub async fn create(State(state): State<AppState>, bytes: Bytes) -> Result<Json<Value>, ApiError> {
-    let team = create_team(&state, &Actor::master_key(), body(&bytes)?).await?;
+pub async fn create(
+    State(state): State<AppState>,
+    by: ChangedBy,
+    bytes: Bytes,
+) -> Result<Json<Value>, ApiError> {
+    let team = create_team(&state, &by.actor(), body(&bytes)?).await?;
     Ok(Json(view(&team)))
 }
 
@@ -199,8 +203,12 @@ pub(crate) async fn create_team(
     Ok(team)
 }
 
-pub async fn update(State(state): State<AppState>, bytes: Bytes) -> Result<Json<Value>, ApiError> {
-    let team = update_team(&state, &Actor::master_key(), body(&bytes)?).await?;
+pub async fn update(
+    State(state): State<AppState>,
+    by: ChangedBy,
+    bytes: Bytes,
+) -> Result<Json<Value>, ApiError> {
+    let team = update_team(&state, &by.actor(), body(&bytes)?).await?;
     Ok(Json(view(&team)))
 }
 
@@ -235,8 +243,12 @@ pub(crate) async fn update_team(
     Ok(team)
 }
 
-pub async fn delete(State(state): State<AppState>, bytes: Bytes) -> Result<Json<Value>, ApiError> {
-    let deleted = delete_teams(&state, &Actor::master_key(), body(&bytes)?).await?;
+pub async fn delete(
+    State(state): State<AppState>,
+    by: ChangedBy,
+    bytes: Bytes,
+) -> Result<Json<Value>, ApiError> {
+    let deleted = delete_teams(&state, &by.actor(), body(&bytes)?).await?;
     Ok(Json(json!({"deleted_teams": deleted})))
 }
 
@@ -295,6 +307,7 @@ pub async fn list(
 
 pub async fn member_add(
     State(state): State<AppState>,
+    by: ChangedBy,
     bytes: Bytes,
 ) -> Result<Json<Value>, ApiError> {
     let store = store(&state)?;
@@ -308,7 +321,7 @@ pub async fn member_add(
     };
     // Missing users, memberships and audit entries in one transaction: all or nothing.
     let team = store
-        .add_team_members(&Actor::master_key(), &b.team_id, &members)
+        .add_team_members(&by.actor(), &b.team_id, &members)
         .await?;
     state.key_cache.invalidate_all();
     Ok(Json(view(&team)))
@@ -316,12 +329,13 @@ pub async fn member_add(
 
 pub async fn member_delete(
     State(state): State<AppState>,
+    by: ChangedBy,
     bytes: Bytes,
 ) -> Result<Json<Value>, ApiError> {
     let store = store(&state)?;
     let b: MemberDeleteBody = body(&bytes)?;
     let team = store
-        .remove_team_member(&Actor::master_key(), &b.team_id, &b.user_id)
+        .remove_team_member(&by.actor(), &b.team_id, &b.user_id)
         .await?;
     state.key_cache.invalidate_all();
     Ok(Json(view(&team)))

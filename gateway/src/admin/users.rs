@@ -9,11 +9,11 @@ use axum::Json;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::{body, double, query_error, store};
+use super::{body, double, query_error, store, ChangedBy};
 use crate::error::ApiError;
 use crate::store::{
-    Actor, JsonObject, KeyFilter, Page, Store, TeamFilter, Usd, User, UserFilter, UserPatch,
-    UserRole, UserSpec,
+    JsonObject, KeyFilter, Page, Store, TeamFilter, Usd, User, UserFilter, UserPatch, UserRole,
+    UserSpec,
 };
 use crate::AppState;
 
@@ -113,7 +113,11 @@ async fn find(store: &dyn Store, id: &str) -> Result<User, ApiError> {
         .ok_or_else(|| ApiError::not_found(format!("user {id:?} not found")))
 }
 
-pub async fn create(State(state): State<AppState>, bytes: Bytes) -> Result<Json<Value>, ApiError> {
+pub async fn create(
+    State(state): State<AppState>,
+    by: ChangedBy,
+    bytes: Bytes,
+) -> Result<Json<Value>, ApiError> {
     let store = store(&state)?;
     let b: NewBody = body(&bytes)?;
     let spec = UserSpec {
@@ -132,7 +136,7 @@ pub async fn create(State(state): State<AppState>, bytes: Bytes) -> Result<Json<
     };
     // User, memberships and audit entries in one transaction: an unknown team writes nothing.
     let user = store
-        .create_user_in_teams(&Actor::master_key(), &spec, &b.teams)
+        .create_user_in_teams(&by.actor(), &spec, &b.teams)
         .await?;
     state.key_cache.invalidate_all();
     let mut v = view(&user);
@@ -142,7 +146,11 @@ pub async fn create(State(state): State<AppState>, bytes: Bytes) -> Result<Json<
     Ok(Json(v))
 }
 
-pub async fn update(State(state): State<AppState>, bytes: Bytes) -> Result<Json<Value>, ApiError> {
+pub async fn update(
+    State(state): State<AppState>,
+    by: ChangedBy,
+    bytes: Bytes,
+) -> Result<Json<Value>, ApiError> {
     let store = store(&state)?;
     let b: UpdateBody = body(&bytes)?;
     let patch = UserPatch {
@@ -156,14 +164,16 @@ pub async fn update(State(state): State<AppState>, bytes: Bytes) -> Result<Json<
         tpm_limit: b.tpm_limit,
         metadata: b.metadata,
     };
-    let user = store
-        .update_user(&Actor::master_key(), &b.user_id, &patch)
-        .await?;
+    let user = store.update_user(&by.actor(), &b.user_id, &patch).await?;
     state.key_cache.invalidate_all();
     Ok(Json(view(&user)))
 }
 
-pub async fn delete(State(state): State<AppState>, bytes: Bytes) -> Result<Json<Value>, ApiError> {
+pub async fn delete(
+    State(state): State<AppState>,
+    by: ChangedBy,
+    bytes: Bytes,
+) -> Result<Json<Value>, ApiError> {
     let store = store(&state)?;
     let b: DeleteBody = body(&bytes)?;
     for id in &b.user_ids {
@@ -171,13 +181,7 @@ pub async fn delete(State(state): State<AppState>, bytes: Bytes) -> Result<Json<
     }
     let mut deleted = Vec::new();
     for id in &b.user_ids {
-        deleted.push(
-            store
-                .delete_user(&Actor::master_key(), id)
-                .await?
-                .spec
-                .user_id,
-        );
+        deleted.push(store.delete_user(&by.actor(), id).await?.spec.user_id);
     }
     state.key_cache.invalidate_all();
     Ok(Json(json!({ "deleted_users": deleted })))

@@ -205,6 +205,11 @@ pub(crate) async fn import(
         })?;
         bindings.insert(name.to_owned(), SecretString::from(value));
     }
+    let changed_by = match &a.changed_by {
+        Some(raw) => crate::admin::changed_by_name(raw)
+            .map_err(|why| usage(format!("--changed-by: {why}")))?,
+        None => None,
+    };
     let on_conflict = match a.on_conflict {
         ConflictArg::Skip => ConflictMode::Skip,
         ConflictArg::Replace => ConflictMode::Replace,
@@ -224,14 +229,18 @@ pub(crate) async fn import(
             "include": a.include,
             "bind_secrets": exposed,
         });
-        let resp = authed(
+        let mut req = authed(
             http()?.post(format!("{}/config/import", base(url))),
             a.target.master_key.as_deref(),
-        )
-        .json(&body)
-        .send()
-        .await
-        .map_err(|e| usage(format!("cannot reach {url}: {e}")))?;
+        );
+        if let Some(name) = &changed_by {
+            req = req.header("litellm-changed-by", name);
+        }
+        let resp = req
+            .json(&body)
+            .send()
+            .await
+            .map_err(|e| usage(format!("cannot reach {url}: {e}")))?;
         let status = resp.status();
         if status.is_success() || status == reqwest::StatusCode::CONFLICT {
             let v: Value = resp
@@ -260,7 +269,8 @@ pub(crate) async fn import(
             let applied = if a.dry_run || !plan.is_clean() {
                 false
             } else {
-                state::apply(store.as_ref(), &Actor::new("import"), &plan).await?;
+                let actor = Actor::new(changed_by.as_deref().unwrap_or("import"));
+                state::apply(store.as_ref(), &actor, &plan).await?;
                 !plan.is_noop()
             };
             Ok::<_, ImportError>((plan, applied))

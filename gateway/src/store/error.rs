@@ -25,6 +25,22 @@ pub enum ObjectKind {
 }
 
 impl ObjectKind {
+    pub const ALL: [ObjectKind; 13] = [
+        ObjectKind::Organization,
+        ObjectKind::Team,
+        ObjectKind::TeamMember,
+        ObjectKind::User,
+        ObjectKind::Budget,
+        ObjectKind::Key,
+        ObjectKind::Model,
+        ObjectKind::Credential,
+        ObjectKind::AccessGroup,
+        ObjectKind::Tag,
+        ObjectKind::GeneralSetting,
+        ObjectKind::RouterSettings,
+        ObjectKind::SpendLog,
+    ];
+
     /// Wire name, as written in the audit log's `object_kind` column.
     pub fn as_str(self) -> &'static str {
         match self {

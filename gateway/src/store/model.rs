@@ -105,8 +105,9 @@ impl<'de> Deserialize<'de> for Usd {
     }
 }
 
-/// Who made a change, as written to the audit log: `master_key`, `user:<id>`,
-/// `key:<public_id>`, `import`, ... Never a key or a secret.
+/// Who made a change, as written to the audit log: `master_key`, `import`, the name a
+/// `LiteLLM-Changed-By` header or `config import --changed-by` gave, ... Never a key or a
+/// secret.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(transparent)]
 pub struct Actor(String);

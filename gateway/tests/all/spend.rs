@@ -447,3 +447,118 @@ async fn store_outage_is_503_on_admin_routes_while_cached_keys_keep_serving() {
     }
     drop_schema(pg).await;
 }
+
+/// `GET /spend/logs` lists recorded requests newest first with LiteLLM's row fields, filtered by
+/// key (the full key, its alias, or its public id, which still finds a deleted key's rows), team,
+/// model group and dates; bad dates and unknown keys are errors naming the parameter, and no row
+/// carries a key.
+#[tokio::test]
+async fn spend_logs_are_listed_by_key_team_model_and_date() {
+    let (stores, pg) = stores().await;
+    for (backend, store) in stores {
+        let up = ok_upstream("priced").await;
+        let gw = priced_gateway(Arc::clone(&store), &up).await;
+        let (status, team) =
+            admin_post(&gw, "/team/new", MASTER, json!({"team_id": "t-logs"})).await;
+        assert_eq!(status, 200, "{team}");
+        let a = generate(&gw, json!({"key_alias": "logs-a", "team_id": "t-logs"})).await;
+        let b = generate(&gw, json!({"key_alias": "logs-b"})).await;
+        let gone = generate(&gw, json!({"key_alias": "logs-gone"})).await;
+        for key in [&a, &a, &a, &b, &gone] {
+            assert_eq!(chat(&gw, key, "b").await.0, 200, "{backend}");
+        }
+        assert!(gw.state.flush_spend(Duration::from_secs(10)).await);
+        let (_, info) = admin_get(&gw, "/key/info?key_alias=logs-gone", MASTER).await;
+        let gone_id = info["info"]["public_id"].as_str().unwrap().to_owned();
+        let (s, _) = admin_post(&gw, "/key/delete", MASTER, json!({"keys": [gone]})).await;
+        assert_eq!(s, 200, "{backend}");
+
+        let logs = |query: String| {
+            let gw = &gw;
+            async move {
+                let (s, v) = admin_get(gw, &format!("/spend/logs{query}"), MASTER).await;
+                assert_eq!(s, 200, "{query}: {v}");
+                v
+            }
+        };
+        let all = logs(String::new()).await;
+        assert_eq!(all["total"], 5, "{backend}: {all}");
+        for k in [&a, &b, &gone] {
+            assert!(
+                !all.to_string().contains(k.as_str()),
+                "{backend}: a key in {all}"
+            );
+        }
+
+        let v = logs(format!("?api_key={a}")).await;
+        assert_eq!(v["total"], 3, "{backend}: {v}");
+        let row = &v["logs"][0];
+        assert_eq!(row["model_group"], "b", "{backend}: {row}");
+        assert_eq!(row["model_id"], "b1");
+        assert_eq!(row["team_id"], "t-logs");
+        assert_eq!(row["status"], "success");
+        assert_eq!(
+            (row["prompt_tokens"].as_u64(), row["total_tokens"].as_u64()),
+            (Some(5), Some(8))
+        );
+        let spend = row["spend"].as_f64().unwrap();
+        assert!(
+            (spend - REQUEST_COST_NANOS as f64 / 1e9).abs() < 1e-12,
+            "{row}"
+        );
+        assert!(row["request_id"].as_str().is_some_and(|r| !r.is_empty()));
+        assert!(row["startTime"].as_str().is_some(), "{row}");
+
+        assert_eq!(
+            logs("?key_alias=logs-b".into()).await["total"],
+            1,
+            "{backend}"
+        );
+        assert_eq!(
+            logs(format!("?api_key={gone_id}")).await["total"],
+            1,
+            "{backend}"
+        );
+        assert_eq!(
+            logs("?team_id=t-logs".into()).await["total"],
+            3,
+            "{backend}"
+        );
+        assert_eq!(logs("?model=nope".into()).await["total"], 0, "{backend}");
+
+        // Whole days around the rows' own start times (not the clock, which may pass midnight).
+        let day_of = |row: &Value| {
+            let t = row["startTime"].as_str().unwrap();
+            chrono::NaiveDate::parse_from_str(&t[..10], "%Y-%m-%d").unwrap()
+        };
+        let (first, last) = (day_of(&all["logs"][4]), day_of(&all["logs"][0]));
+        let day = |d: chrono::NaiveDate| d.format("%Y-%m-%d").to_string();
+        let v = logs(format!("?start_date={}&end_date={}", day(first), day(last))).await;
+        assert_eq!(v["total"], 5, "{backend}: the end day counts whole: {v}");
+        let before = day(first.pred_opt().unwrap());
+        assert_eq!(logs(format!("?end_date={before}")).await["total"], 0);
+        let after = day(last.succ_opt().unwrap());
+        assert_eq!(logs(format!("?start_date={after}")).await["total"], 0);
+
+        let page2 = logs("?page=2&page_size=2".into()).await;
+        assert_eq!(page2["total_pages"], 3, "{backend}");
+        assert_eq!(
+            page2["logs"][0], all["logs"][2],
+            "{backend}: newest first, paged"
+        );
+
+        for (query, status, param) in [
+            ("?start_date=2026-13-01", 400, "start_date"),
+            ("?end_date=yesterday", 400, "end_date"),
+            ("?page_size=0", 400, "page_size"),
+            ("?api_key=sk-sy-nokey", 404, "api_key"),
+            ("?key_alias=nobody", 404, "key_alias"),
+        ] {
+            let (s, v) = admin_get(&gw, &format!("/spend/logs{query}"), MASTER).await;
+            assert_eq!(s, status, "{backend}: {query}: {v}");
+            assert_eq!(v["error"]["param"], param, "{backend}: {query}: {v}");
+        }
+        assert_eq!(admin_get(&gw, "/spend/logs", &a).await.0, 403, "{backend}");
+    }
+    drop_schema(pg).await;
+}

@@ -1260,14 +1260,42 @@ mod cli {
         let diff = cmd(&["config", "export", "--database-url", &dst_db]);
         assert!(String::from_utf8_lossy(&diff.stdout).contains("keys: []"));
 
+        // A name the audit log cannot hold is a usage error, before anything is written.
+        let bell = "release\u{7}";
+        let args = ["config", "import", file_s, "--database-url", &dst_db];
+        let out = cmd(&[&args[..], &["--changed-by", bell]].concat());
+        assert_eq!(out.status.code(), Some(2));
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            stderr.contains("--changed-by: control characters"),
+            "{stderr}"
+        );
+
         // Apply, then the two databases export the same document: diff exits 0.
-        let out = cmd(&["config", "import", file_s, "--database-url", &dst_db]);
+        let out = cmd(&[&args[..], &["--changed-by", "release-42"]].concat());
         assert_eq!(
             out.status.code(),
             Some(0),
             "{}",
             String::from_utf8_lossy(&out.stderr)
         );
+        {
+            let s = SqliteStore::connect(&dst_db, store_options(SALT))
+                .await
+                .unwrap();
+            let by = |actor: &str| AuditFilter {
+                actor: Some(actor.into()),
+                ..Default::default()
+            };
+            let named = s
+                .audit_log(&by("release-42"), Page::default())
+                .await
+                .unwrap();
+            assert!(named.total > 0, "the import is audited as --changed-by");
+            let default = s.audit_log(&by("import"), Page::default()).await.unwrap();
+            assert_eq!(default.total, 0);
+            s.close().await;
+        }
         let dst_file = dir.path().join("dst.yaml");
         let out = cmd(&[
             "config",
