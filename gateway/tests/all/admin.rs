@@ -656,16 +656,11 @@ async fn credentials_without_a_salt_key_say_how_to_fix_it() {
 
 /// A POST to the admin API naming who the change is for (`LiteLLM-Changed-By`).
 async fn post_as(gw: &Gateway, path: &str, changed_by: &str, body: Value) -> (u16, Value) {
-    let r = crate::keys::client()
+    let req = crate::keys::client()
         .post(format!("{}{path}", gw.url))
         .bearer_auth(MASTER)
-        .header("LiteLLM-Changed-By", changed_by)
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
-    let status = r.status().as_u16();
-    (status, r.json().await.unwrap_or(Value::Null))
+        .header("LiteLLM-Changed-By", changed_by);
+    crate::keys::status_json(req.json(&body)).await
 }
 
 /// `GET /audit` lists admin changes newest first with LiteLLM's field names, filtered by who,

@@ -114,24 +114,19 @@ pub(crate) fn client() -> reqwest::Client {
 }
 
 pub(crate) async fn admin_post(gw: &Gateway, path: &str, token: &str, body: Value) -> (u16, Value) {
-    let r = client()
+    let req = client()
         .post(format!("{}{path}", gw.url))
-        .bearer_auth(token)
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
-    let status = r.status().as_u16();
-    (status, r.json().await.unwrap_or(Value::Null))
+        .bearer_auth(token);
+    status_json(req.json(&body)).await
 }
 
 pub(crate) async fn admin_get(gw: &Gateway, path: &str, token: &str) -> (u16, Value) {
-    let r = client()
-        .get(format!("{}{path}", gw.url))
-        .bearer_auth(token)
-        .send()
-        .await
-        .unwrap();
+    status_json(client().get(format!("{}{path}", gw.url)).bearer_auth(token)).await
+}
+
+/// Sends `req`; the status and the JSON body (`null` when it is not JSON).
+pub(crate) async fn status_json(req: reqwest::RequestBuilder) -> (u16, Value) {
+    let r = req.send().await.unwrap();
     let status = r.status().as_u16();
     (status, r.json().await.unwrap_or(Value::Null))
 }

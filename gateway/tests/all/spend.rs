@@ -39,6 +39,15 @@ async fn priced_gateway(store: Arc<dyn Store>, upstream: &MockServer) -> Gateway
     start_with_store(cfg, Some(MASTER), Some(store)).await
 }
 
+/// [`priced_gateway`] over a fresh upstream, with the team `team_id` created.
+async fn priced_gateway_with_team(store: &Arc<dyn Store>, team_id: &str) -> (Gateway, MockServer) {
+    let up = ok_upstream("priced").await;
+    let gw = priced_gateway(Arc::clone(store), &up).await;
+    let (status, team) = admin_post(&gw, "/team/new", MASTER, json!({"team_id": team_id})).await;
+    assert_eq!(status, 200, "{team}");
+    (gw, up)
+}
+
 async fn key_spend(store: &Arc<dyn Store>, alias: &str) -> Usd {
     store.key_by_alias(alias).await.unwrap().unwrap().spend
 }
@@ -48,11 +57,7 @@ async fn spend_totals_match_the_spend_logs_to_the_nano_dollar_under_concurrency(
     const REQUESTS: usize = 200;
     let (stores, pg) = stores().await;
     for (backend, store) in stores {
-        let up = ok_upstream("priced").await;
-        let gw = priced_gateway(Arc::clone(&store), &up).await;
-        let (status, team) =
-            admin_post(&gw, "/team/new", MASTER, json!({"team_id": "t-spend"})).await;
-        assert_eq!(status, 200, "{team}");
+        let (gw, _up) = priced_gateway_with_team(&store, "t-spend").await;
         let key = generate(&gw, json!({"key_alias": "spender", "team_id": "t-spend"})).await;
         let tasks: Vec<_> = (0..REQUESTS)
             .map(|_| {
@@ -456,11 +461,7 @@ async fn store_outage_is_503_on_admin_routes_while_cached_keys_keep_serving() {
 async fn spend_logs_are_listed_by_key_team_model_and_date() {
     let (stores, pg) = stores().await;
     for (backend, store) in stores {
-        let up = ok_upstream("priced").await;
-        let gw = priced_gateway(Arc::clone(&store), &up).await;
-        let (status, team) =
-            admin_post(&gw, "/team/new", MASTER, json!({"team_id": "t-logs"})).await;
-        assert_eq!(status, 200, "{team}");
+        let (gw, _up) = priced_gateway_with_team(&store, "t-logs").await;
         let a = generate(&gw, json!({"key_alias": "logs-a", "team_id": "t-logs"})).await;
         let b = generate(&gw, json!({"key_alias": "logs-b"})).await;
         let gone = generate(&gw, json!({"key_alias": "logs-gone"})).await;
