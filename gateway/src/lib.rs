@@ -62,6 +62,8 @@ pub struct AppInner {
     pub subjects: Arc<Subjects>,
     /// Writes spend to the store in batches (with a store only).
     pub spend: Option<SpendRecorder>,
+    /// Deletes spend logs past `maximum_spend_logs_retention_period` (with a store only).
+    _retention: Option<keys::retention::RetentionTask>,
 }
 
 impl Deref for AppState {
@@ -112,6 +114,10 @@ impl AppState {
             let cache = Arc::clone(&key_cache);
             SpendRecorder::new(Arc::clone(store), Arc::new(move || cache.invalidate_all()))
         });
+        let retention = match (&opts.store, config.general_settings.spend_logs_retention) {
+            (Some(store), Some(r)) => Some(keys::retention::spawn(Arc::clone(store), r)),
+            _ => None,
+        };
         let max_body = config
             .general_settings
             .max_request_body_bytes
@@ -128,6 +134,7 @@ impl AppState {
             key_cache,
             subjects,
             spend,
+            _retention: retention,
         }))
     }
 

@@ -391,8 +391,6 @@ pub(crate) const GENERAL_LITELLM: &[&str] = &[
     "litellm_license",
     "max_parallel_requests",
     "max_response_size_mb",
-    "maximum_spend_logs_retention_interval",
-    "maximum_spend_logs_retention_period",
     "moderation_model",
     "oauth2_config_mappings",
     "pass_through_endpoints",

@@ -486,10 +486,11 @@ impl Loader<'_> {
             }
         }
         let mut general_raw = RawGeneralSettings::default();
+        let mut retention = None;
         if let Some(e) = root.get("general_settings") {
-            if let Some(raw) =
-                self.load_general_settings(file, &e.value.clone(), &top.key("general_settings"))
-            {
+            let at = top.key("general_settings");
+            if let Some(raw) = self.load_general_settings(file, &e.value.clone(), &at) {
+                retention = self.spend_logs_retention(file, &raw, &at);
                 general_raw = raw;
             }
         }
@@ -579,6 +580,7 @@ impl Loader<'_> {
             .map(|(targets, _)| targets.iter().map(|(t, _)| t.clone()).collect());
 
         config.general_settings = self.general_settings(general_raw);
+        config.general_settings.spend_logs_retention = retention;
 
         // Cross-cutting checks.
         validate::settle_ids(&mut self.records, &mut self.sink);
@@ -1254,6 +1256,59 @@ impl Loader<'_> {
                 .map(|mb| (mb * 1024.0 * 1024.0) as usize),
             graceful_shutdown_timeout: raw.graceful_shutdown_timeout.map(|s| s.0),
             use_x_forwarded_for: raw.use_x_forwarded_for.unwrap_or(false),
+            spend_logs_retention: None,
+        }
+    }
+
+    /// `maximum_spend_logs_retention_period` and `_interval` as durations (`30s`, `10m`, `24h`,
+    /// `7d`, `1w`, `1mo`); an interval without a period is an error, since nothing would run.
+    fn spend_logs_retention(
+        &mut self,
+        file: usize,
+        raw: &RawGeneralSettings,
+        at: &KeyPath,
+    ) -> Option<super::SpendLogsRetention> {
+        let mut duration = |key: &str, value: &Option<String>| {
+            let v = value.as_deref()?;
+            let parsed = crate::store::parse_budget_duration(v.trim())
+                .and_then(|d| d.to_std().ok())
+                .filter(|d| !d.is_zero());
+            if parsed.is_none() {
+                self.sink.error(
+                    file,
+                    &at.key(key),
+                    format!("`{v}` is not a duration"),
+                    Some("write a number and a unit: 30s, 10m, 24h, 7d, 1w, 1mo".to_owned()),
+                );
+            }
+            parsed
+        };
+        let period = duration(
+            "maximum_spend_logs_retention_period",
+            &raw.maximum_spend_logs_retention_period,
+        );
+        let every = duration(
+            "maximum_spend_logs_retention_interval",
+            &raw.maximum_spend_logs_retention_interval,
+        );
+        match (period, &raw.maximum_spend_logs_retention_period) {
+            (Some(period), _) => Some(super::SpendLogsRetention {
+                period,
+                every: every.unwrap_or(super::SpendLogsRetention::DEFAULT_EVERY),
+            }),
+            (None, None) if raw.maximum_spend_logs_retention_interval.is_some() => {
+                self.sink.error(
+                    file,
+                    &at.key("maximum_spend_logs_retention_interval"),
+                    "an interval without `maximum_spend_logs_retention_period` deletes nothing",
+                    Some(
+                        "set the period too, e.g. `maximum_spend_logs_retention_period: 30d`"
+                            .to_owned(),
+                    ),
+                );
+                None
+            }
+            _ => None,
         }
     }
 

@@ -344,6 +344,20 @@ pub struct GeneralSettings {
     /// `X-Forwarded-For`: where a client's address counts (the admin UI's sign-in limit), it is
     /// that header's last address rather than the proxy's (default false: the peer's address).
     pub use_x_forwarded_for: bool,
+    /// Spend-log rows are deleted once older than this (`maximum_spend_logs_retention_period`).
+    pub spend_logs_retention: Option<SpendLogsRetention>,
+}
+
+/// How long spend-log rows are kept, and how often older ones are deleted.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SpendLogsRetention {
+    pub period: Duration,
+    /// `maximum_spend_logs_retention_interval`, default a day.
+    pub every: Duration,
+}
+
+impl SpendLogsRetention {
+    pub const DEFAULT_EVERY: Duration = Duration::from_secs(86_400);
 }
 
 /// A deployment in the file that Switchyard does not serve: its provider is one LiteLLM knows

@@ -130,6 +130,10 @@ pub(crate) struct RawGeneralSettings {
     /// LiteLLM's: the client's address is the one the reverse proxy in front appended to
     /// `X-Forwarded-For`.
     pub use_x_forwarded_for: Option<bool>,
+    /// LiteLLM's: spend-log rows older than this (`7d`, `24h`, ...) are deleted.
+    pub maximum_spend_logs_retention_period: Option<String>,
+    /// LiteLLM's: how often that deletion runs (default `1d`).
+    pub maximum_spend_logs_retention_interval: Option<String>,
 }
 
 /// Top-level sections Switchyard reads.

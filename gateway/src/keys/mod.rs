@@ -5,5 +5,6 @@ pub mod cache;
 pub mod effective;
 pub mod global;
 pub mod limits;
+pub mod retention;
 pub mod spend;
 pub mod virtual_key;

@@ -360,6 +360,14 @@ pub trait SpendStore: Send + Sync {
     /// `budget_reset_at` is at or before `now`: spend goes to zero and the reset time moves to
     /// the first period end after `now`. For a periodic job; returns how many rows it reset.
     async fn reset_due_budgets(&self, now: DateTime<Utc>) -> Result<usize, StoreError>;
+    /// Deletes at most `limit` spend-log rows that started before `cutoff`; returns how many.
+    /// Totals on keys, teams and users stay as they are. Callers repeat it until it deletes
+    /// fewer than `limit`, so no single statement holds the writer for long.
+    async fn delete_spend_logs_before(
+        &self,
+        cutoff: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<u64, StoreError>;
 }
 
 #[async_trait]

@@ -2927,6 +2927,22 @@ async fn reset_table(
 
 #[async_trait]
 impl SpendStore for This {
+    async fn delete_spend_logs_before(&self, cutoff: DateTime<Utc>, limit: u32) -> Result<u64> {
+        let cutoff = crate::store::model::truncate_time(cutoff);
+        let mut tx = self.begin_write().await?;
+        let done = sqlx::query(
+            "DELETE FROM spend_logs WHERE request_id IN \
+             (SELECT request_id FROM spend_logs WHERE start_time < $1 LIMIT $2)",
+        )
+        .bind(cutoff)
+        .bind(i64::from(limit))
+        .execute(&mut *tx)
+        .await
+        .map_err(db_err)?;
+        tx.commit().await.map_err(db_err)?;
+        Ok(done.rows_affected())
+    }
+
     async fn reset_due_budgets(&self, now: DateTime<Utc>) -> Result<usize> {
         let now = crate::store::model::truncate_time(now);
         let mut tx = self.begin_write().await?;

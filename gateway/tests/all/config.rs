@@ -1047,3 +1047,47 @@ model_list:
         "{text}"
     );
 }
+
+/// LiteLLM's spend-log retention settings: durations as LiteLLM writes them, the interval a day
+/// unless set; a bad duration is a located error naming the key, and an interval without a
+/// period (which would delete nothing) is an error too.
+#[test]
+fn spend_log_retention_takes_litellm_durations() {
+    let day = Duration::from_secs(86_400);
+    let retention = |yaml: &str| {
+        load_ok(yaml, &[])
+            .config
+            .general_settings
+            .spend_logs_retention
+    };
+    let r = retention("general_settings:\n  maximum_spend_logs_retention_period: 7d\n").unwrap();
+    assert_eq!((r.period, r.every), (7 * day, day));
+    let r = retention(
+        "general_settings:\n  maximum_spend_logs_retention_period: 24h\n  maximum_spend_logs_retention_interval: 3600s\n",
+    )
+    .unwrap();
+    assert_eq!((r.period, r.every), (day, Duration::from_secs(3600)));
+    assert_eq!(retention("general_settings: {}\n"), None);
+
+    let e = load_err(
+        "general_settings:\n  maximum_spend_logs_retention_period: 7 days\n",
+        &[],
+    )
+    .to_string();
+    assert!(
+        e.contains("config.yaml:2:")
+            && e.contains("general_settings.maximum_spend_logs_retention_period")
+            && e.contains("`7 days` is not a duration")
+            && e.contains("24h, 7d"),
+        "{e}"
+    );
+    let e = load_err(
+        "general_settings:\n  maximum_spend_logs_retention_interval: 1d\n",
+        &[],
+    )
+    .to_string();
+    assert!(
+        e.contains("maximum_spend_logs_retention_interval") && e.contains("deletes nothing"),
+        "{e}"
+    );
+}

@@ -563,3 +563,55 @@ async fn spend_logs_are_listed_by_key_team_model_and_date() {
     }
     drop_schema(pg).await;
 }
+
+/// With `maximum_spend_logs_retention_period` set, a serving gateway deletes the spend-log rows
+/// older than the period soon after it starts (then once per interval); newer rows stay.
+#[tokio::test]
+async fn a_gateway_deletes_spend_logs_past_their_retention_period() {
+    use switchyard::config::SpendLogsRetention;
+    use switchyard::store::{SpendEntry, SpendStatus};
+    let (stores, pg) = stores().await;
+    for (backend, store) in stores {
+        let rows: Vec<SpendEntry> = [("old-1", 40), ("old-2", 31), ("recent", 1)]
+            .into_iter()
+            .map(|(id, days_ago)| {
+                let t = chrono::Utc::now() - chrono::Duration::days(days_ago);
+                SpendEntry {
+                    request_id: id.into(),
+                    key_public_id: None,
+                    team_id: None,
+                    user_id: None,
+                    organization_id: None,
+                    model_group: "b".into(),
+                    deployment_id: None,
+                    prompt_tokens: 1,
+                    completion_tokens: 1,
+                    cost: Usd::from_nanos(1),
+                    status: SpendStatus::Success,
+                    start_time: t,
+                    end_time: t,
+                }
+            })
+            .collect();
+        store.record_spend(&rows).await.unwrap();
+        let up = ok_upstream("unused").await;
+        let mut cfg = config(vec![openai("b1", "b", &up)], RouterSettings::default());
+        cfg.general_settings.spend_logs_retention = Some(SpendLogsRetention {
+            period: Duration::from_secs(30 * 86_400),
+            every: SpendLogsRetention::DEFAULT_EVERY,
+        });
+        let gw = start_with_store(cfg, Some(MASTER), Some(store)).await;
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+        let left = loop {
+            let (status, v) = admin_get(&gw, "/spend/logs", MASTER).await;
+            assert_eq!(status, 200, "{backend}: {v}");
+            if v["total"] == 1 || tokio::time::Instant::now() > deadline {
+                break v;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        };
+        assert_eq!(left["total"], 1, "{backend}: {left}");
+        assert_eq!(left["logs"][0]["request_id"], "recent", "{backend}");
+    }
+    drop_schema(pg).await;
+}

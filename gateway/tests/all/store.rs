@@ -280,6 +280,7 @@ mod conformance {
         large_batches_keep_every_row_and_skip_known_ones,
         spend_logs_filter_and_page,
         due_budgets_reset_spend_and_move_to_next_period,
+        old_spend_logs_are_deleted_in_batches_and_totals_stay,
         audit_entries_record_changes_without_secret_values,
         schema_newer_than_binary_is_refused,
         pools_run_without_a_reaper,
@@ -1995,6 +1996,42 @@ mod conformance {
             .await
             .unwrap();
         assert_eq!(page2.items[0].request_id, "r24");
+    }
+
+    async fn old_spend_logs_are_deleted_in_batches_and_totals_stay(ctx: Ctx) {
+        let s = ctx.store();
+        let (_, spec) = new_key(Some("k"));
+        s.insert_key(&actor(), &spec).await.unwrap();
+        // Whole microseconds, as the store keeps times: a row stored at the cutoff is at it.
+        let cutoff = chrono::SubsecRound::trunc_subsecs(Utc::now(), 6) - ChronoDuration::days(7);
+        let batch: Vec<SpendEntry> = (0..5)
+            .map(|i| {
+                let mut e = spend_entry(&format!("r{i}"), &spec.public_id, 100);
+                // r0..r2 started before the cutoff (r2 just before), r3 at it, r4 now.
+                let age = [ChronoDuration::days(30), ChronoDuration::days(8)];
+                if let Some(a) = age.get(i) {
+                    e.start_time = cutoff - *a;
+                } else if i == 2 {
+                    e.start_time = cutoff - ChronoDuration::seconds(1);
+                } else if i == 3 {
+                    e.start_time = cutoff;
+                }
+                e.end_time = e.start_time;
+                e
+            })
+            .collect();
+        s.record_spend(&batch).await.unwrap();
+        assert_eq!(s.delete_spend_logs_before(cutoff, 2).await.unwrap(), 2);
+        assert_eq!(s.delete_spend_logs_before(cutoff, 2).await.unwrap(), 1);
+        assert_eq!(s.delete_spend_logs_before(cutoff, 2).await.unwrap(), 0);
+        let left = s
+            .spend_logs(&SpendLogFilter::default(), Page::default())
+            .await
+            .unwrap();
+        let mut ids: Vec<&str> = left.items.iter().map(|e| e.request_id.as_str()).collect();
+        ids.sort();
+        assert_eq!(ids, ["r3", "r4"], "rows at or after the cutoff stay");
+        assert_eq!(key_spend(s, &spec.public_id).await.nanos(), 500);
     }
 
     async fn due_budgets_reset_spend_and_move_to_next_period(ctx: Ctx) {
