@@ -568,29 +568,18 @@ async fn spend_logs_are_listed_by_key_team_model_and_date() {
 /// older than the period soon after it starts (then once per interval); newer rows stay.
 #[tokio::test]
 async fn a_gateway_deletes_spend_logs_past_their_retention_period() {
+    use crate::store::conformance::spend_entry;
     use switchyard::config::SpendLogsRetention;
-    use switchyard::store::{SpendEntry, SpendStatus};
+    use switchyard::store::{PublicId, SpendEntry};
     let (stores, pg) = stores().await;
     for (backend, store) in stores {
         let rows: Vec<SpendEntry> = [("old-1", 40), ("old-2", 31), ("recent", 1)]
             .into_iter()
             .map(|(id, days_ago)| {
-                let t = chrono::Utc::now() - chrono::Duration::days(days_ago);
-                SpendEntry {
-                    request_id: id.into(),
-                    key_public_id: None,
-                    team_id: None,
-                    user_id: None,
-                    organization_id: None,
-                    model_group: "b".into(),
-                    deployment_id: None,
-                    prompt_tokens: 1,
-                    completion_tokens: 1,
-                    cost: Usd::from_nanos(1),
-                    status: SpendStatus::Success,
-                    start_time: t,
-                    end_time: t,
-                }
+                let mut e = spend_entry(id, &PublicId::random(), 1);
+                e.start_time = chrono::Utc::now() - chrono::Duration::days(days_ago);
+                e.end_time = e.start_time;
+                e
             })
             .collect();
         store.record_spend(&rows).await.unwrap();

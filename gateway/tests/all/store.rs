@@ -244,7 +244,7 @@ macro_rules! store_test {
 }
 
 /// The test bodies (`cargo test store` still selects them: they live under `store::`).
-mod conformance {
+pub(crate) mod conformance {
     use std::collections::{BTreeMap, HashSet};
 
     use chrono::{Duration as ChronoDuration, Utc};
@@ -1716,7 +1716,8 @@ mod conformance {
         s.key_by_public_id(key).await.unwrap().unwrap().spend
     }
 
-    fn spend_entry(request_id: &str, key: &PublicId, cost_nanos: i64) -> SpendEntry {
+    /// A spend-log row of `key` that started now.
+    pub(crate) fn spend_entry(request_id: &str, key: &PublicId, cost_nanos: i64) -> SpendEntry {
         let now = Utc::now();
         SpendEntry {
             request_id: request_id.into(),
