@@ -1161,6 +1161,37 @@ mod http {
             assert_eq!(out.status.code(), Some(1));
             assert!(String::from_utf8_lossy(&out.stdout).contains("rpm_limit: 10 -> 12"));
 
+            // Imported over --url with --changed-by: the gateway's audit log names who.
+            let out = cli(vec![
+                "config".into(),
+                "import".into(),
+                file_s.clone(),
+                "--url".into(),
+                gw.url.clone(),
+                "--changed-by".into(),
+                "release-7".into(),
+            ])
+            .await;
+            assert_eq!(
+                out.status.code(),
+                Some(0),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            let audit: serde_json::Value = client
+                .get(format!("{}/audit?changed_by=release-7", gw.url))
+                .bearer_auth(MASTER)
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            // The edit above changed the key's rpm_limit 10 and, by prefix, the budget's 100.
+            assert_eq!(audit["total"], 2, "{audit}");
+            let logs = audit["audit_logs"].as_array().unwrap();
+            assert!(logs.iter().all(|e| e["action"] == "update"), "{audit}");
+
             // A bad document is a 400 naming the problem.
             let r = client
                 .post(format!("{}/config/import", gw.url))
