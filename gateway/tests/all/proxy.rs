@@ -674,6 +674,18 @@ async fn master_key_guards_proxy_routes_but_not_health() {
             "{p}"
         );
     }
+    let ready: Value = client
+        .get(format!("{}/health/readiness", gw.url))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        (&ready["status"], &ready["db"]),
+        (&json!("healthy"), &json!("not configured"))
+    );
     let models = client
         .get(format!("{}/v1/models", gw.url))
         .bearer_auth("sk-master-1")

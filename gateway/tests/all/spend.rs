@@ -430,7 +430,18 @@ async fn store_outage_is_503_on_admin_routes_while_cached_keys_keep_serving() {
             200,
             "{backend}: key now cached"
         );
+        let readiness = || async {
+            let (status, v) = admin_get(&gw, "/health/readiness", "").await;
+            assert_eq!(status, 200, "{backend}: {v}");
+            (v["status"].clone(), v["db"].clone())
+        };
+        assert_eq!(readiness().await, (json!("healthy"), json!("connected")));
         store.close().await;
+        assert_eq!(
+            readiness().await,
+            (json!("degraded"), json!("disconnected")),
+            "{backend}: still 200, cached keys serve"
+        );
         let (status, v) = admin_get(&gw, "/key/info?key_alias=cached", MASTER).await;
         assert_eq!(status, 503, "{backend}: {v}");
         assert_eq!(v["error"]["code"], "service_unavailable", "{v}");
