@@ -1,6 +1,7 @@
 //! The admin API (LiteLLM paths): virtual keys, teams, organizations, users, budgets,
-//! credentials, runtime models and state export/import. Master key only; every change
-//! invalidates the key cache so it takes effect on the next request.
+//! credentials, runtime models, state export/import, and the audit and spend logs to read back.
+//! Master key only; every change is audited (as `LiteLLM-Changed-By` names, else the master key)
+//! and invalidates the key cache so it takes effect on the next request.
 
 mod audit;
 mod budgets;
