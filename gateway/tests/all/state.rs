@@ -1130,21 +1130,25 @@ mod http {
                 "{}",
                 String::from_utf8_lossy(&out.stdout)
             );
-            let out = cli(vec![
-                "config".into(),
-                "import".into(),
-                file_s.clone(),
-                "--url".into(),
-                gw.url.clone(),
-                "--dry-run".into(),
-            ])
-            .await;
-            assert_eq!(
-                out.status.code(),
-                Some(0),
-                "{}",
-                String::from_utf8_lossy(&out.stderr)
-            );
+            // `config import FILE --url GATEWAY EXTRA...`, which must exit 0.
+            let import_via_url = |extra: &[&str]| {
+                let mut args = vec![
+                    "config".to_owned(),
+                    "import".to_owned(),
+                    file_s.clone(),
+                    "--url".to_owned(),
+                    gw.url.clone(),
+                ];
+                args.extend(extra.iter().map(|a| (*a).to_owned()));
+                let run = cli(args);
+                async move {
+                    let out = run.await;
+                    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+                    assert_eq!(out.status.code(), Some(0), "{stderr}");
+                    out
+                }
+            };
+            let out = import_via_url(&["--dry-run"]).await;
             assert!(String::from_utf8_lossy(&out.stdout).contains("0 to create, 0 to update"));
             std::fs::write(
                 &file,
@@ -1162,31 +1166,9 @@ mod http {
             assert!(String::from_utf8_lossy(&out.stdout).contains("rpm_limit: 10 -> 12"));
 
             // Imported over --url with --changed-by: the gateway's audit log names who.
-            let out = cli(vec![
-                "config".into(),
-                "import".into(),
-                file_s.clone(),
-                "--url".into(),
-                gw.url.clone(),
-                "--changed-by".into(),
-                "release-7".into(),
-            ])
-            .await;
-            assert_eq!(
-                out.status.code(),
-                Some(0),
-                "{}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-            let audit: serde_json::Value = client
-                .get(format!("{}/audit?changed_by=release-7", gw.url))
-                .bearer_auth(MASTER)
-                .send()
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
+            import_via_url(&["--changed-by", "release-7"]).await;
+            let (_, audit) =
+                crate::keys::admin_get(&gw, "/audit?changed_by=release-7", MASTER).await;
             // The edit above changed the key's rpm_limit 10 and, by prefix, the budget's 100.
             assert_eq!(audit["total"], 2, "{audit}");
             let logs = audit["audit_logs"].as_array().unwrap();
