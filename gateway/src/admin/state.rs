@@ -141,7 +141,7 @@ pub async fn import(
     let applied = if req.dry_run {
         false
     } else {
-        state::apply(store.as_ref(), &by.or(Actor::new("import")), &plan)
+        state::apply(store.as_ref(), &by.or(Actor::import()), &plan)
             .await
             .map_err(import_error)?;
         // The global router settings may have changed: install them before keys resolve

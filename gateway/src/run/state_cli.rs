@@ -269,7 +269,7 @@ pub(crate) async fn import(
             let applied = if a.dry_run || !plan.is_clean() {
                 false
             } else {
-                let actor = Actor::new(changed_by.as_deref().unwrap_or("import"));
+                let actor = changed_by.as_deref().map_or_else(Actor::import, Actor::new);
                 state::apply(store.as_ref(), &actor, &plan).await?;
                 !plan.is_noop()
             };

@@ -121,6 +121,11 @@ impl Actor {
         Actor("master_key".into())
     }
 
+    /// A state import nobody named (`LiteLLM-Changed-By`, `config import --changed-by`).
+    pub fn import() -> Self {
+        Actor("import".into())
+    }
+
     pub fn key(id: &PublicId) -> Self {
         Actor(format!("key:{id}"))
     }

@@ -344,7 +344,7 @@ pub async fn apply(State(ui): State<UiState>, admin: Admin, bytes: Bytes) -> UiR
         return Ok(resp);
     }
     let store = store(&ui)?;
-    st::apply(store.as_ref(), &Actor::new("import"), plan)
+    st::apply(store.as_ref(), &Actor::import(), plan)
         .await
         .map_err(import_error)?;
     ui.app.key_cache.invalidate_all();
