@@ -146,9 +146,8 @@ pub struct TargetArgs {
     pub master_key: Option<String>,
 
     /// Open the store directly instead of a gateway: sqlite://FILE or postgres://...
-    /// Credential values need $SWITCHYARD_SALT_KEY. A gateway serving from that database sees
-    /// imported keys and teams within a minute, models, credentials and settings at its next
-    /// start (--url applies everything at once).
+    /// Credential values need $SWITCHYARD_SALT_KEY. Gateways serving from that database pick
+    /// the import up within about a second (they poll the store for changes).
     #[arg(long, value_name = "URL")]
     pub database_url: Option<String>,
 

@@ -14,9 +14,11 @@ pub mod run;
 pub mod state;
 pub mod store;
 pub mod ui;
+pub mod watch;
 
 use std::future::Future;
 use std::ops::Deref;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -64,6 +66,9 @@ pub struct AppInner {
     pub spend: Option<SpendRecorder>,
     /// Deletes spend logs past `maximum_spend_logs_retention_period` (with a store only).
     _retention: Option<keys::retention::RetentionTask>,
+    /// The store's change version the routing table and key cache were last loaded at
+    /// (`i64::MIN` before the first load); see [`watch`].
+    seen_change: AtomicI64,
 }
 
 impl Deref for AppState {
@@ -122,7 +127,7 @@ impl AppState {
             .general_settings
             .max_request_body_bytes
             .unwrap_or(defaults::MAX_BODY_BYTES);
-        AppState(Arc::new(AppInner {
+        let inner = Arc::new(AppInner {
             config: Arc::new(config),
             router,
             client: ProviderClient::new(),
@@ -135,16 +140,28 @@ impl AppState {
             subjects,
             spend,
             _retention: retention,
-        }))
+            seen_change: AtomicI64::new(i64::MIN),
+        });
+        if inner.store.is_some() {
+            watch::spawn(Arc::downgrade(&inner), watch::POLL_EVERY);
+        }
+        AppState(inner)
     }
 
     /// Installs what the store holds for routing: the runtime global router settings, then the
     /// runtime models (merged with the config file's). Returns how many runtime models serve.
+    /// Records the store's change version read before loading (see [`watch`]).
     pub async fn load_runtime(&self) -> Result<usize, crate::store::StoreError> {
+        let mut version = None;
         if let Some(store) = &self.store {
+            version = Some(store.change_version().await?);
             self.global_settings.load(store.as_ref()).await?;
         }
-        admin::models::load(self).await
+        let n = admin::models::load(self).await?;
+        if let Some(v) = version {
+            self.seen_change.store(v, Ordering::Release);
+        }
+        Ok(n)
     }
 
     /// Waits until recorded spend is in the store (at most `deadline`); `false` on timeout.

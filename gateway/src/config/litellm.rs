@@ -78,8 +78,8 @@ pub(crate) fn not_implemented_note(key: &str) -> Option<&'static str> {
     match key {
         "redis_host" | "redis_port" | "redis_password" | "redis_url" | "redis_db" => Some(
             "switchyard shares nothing through Redis: each gateway instance keeps its own \
-             cooldowns and rpm/tpm and parallel-request counts, and sees a key changed through \
-             another instance once its key cache expires (within a minute)",
+             cooldowns and rpm/tpm and parallel-request counts; admin changes reach every \
+             instance on the same database through the store itself, within about a second",
         ),
         _ => None,
     }

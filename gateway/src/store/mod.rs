@@ -372,6 +372,10 @@ pub trait SpendStore: Send + Sync {
 
 #[async_trait]
 pub trait AuditStore: Send + Sync {
+    /// How many changes the store has committed: every admin change (each transaction that
+    /// writes audit entries) and every budget reset that zeroed some spend adds one. Gateway
+    /// instances sharing the database poll it to learn when their caches are stale.
+    async fn change_version(&self) -> Result<i64, StoreError>;
     async fn audit_log(
         &self,
         filter: &AuditFilter,

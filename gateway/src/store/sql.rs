@@ -1509,12 +1509,17 @@ struct AuditRow {
     after: Option<Value>,
 }
 
+/// Writes the audit rows of a change and counts the change in `change_version` (see
+/// [`bump_change_version`]); the last statement before the caller commits.
 async fn write_audit(
     conn: &mut Conn,
     actor: &Actor,
     at: DateTime<Utc>,
     rows: Vec<AuditRow>,
 ) -> Result<()> {
+    if rows.is_empty() {
+        return Ok(());
+    }
     let args = rows
         .into_iter()
         .map(|r| {
@@ -1544,7 +1549,20 @@ async fn write_audit(
         None,
         args,
     )
-    .await
+    .await?;
+    bump_change_version(conn).await
+}
+
+/// Adds one to the store's change count, which other gateway instances on this database poll
+/// to drop their caches. On PostgreSQL the row stays locked until the caller commits, so
+/// concurrent changes commit in the order of their counts and a poller that has seen a count
+/// sees every change up to it.
+async fn bump_change_version(conn: &mut Conn) -> Result<()> {
+    sqlx::query("UPDATE change_version SET version = version + 1 WHERE id = 1")
+        .execute(&mut *conn)
+        .await
+        .map_err(db_err)?;
+    Ok(())
 }
 
 // ---------------------------------------------------------------------------------------
@@ -2950,6 +2968,10 @@ impl SpendStore for This {
         n += reset_table(&mut tx, "teams", "team_id", true, now).await?;
         n += reset_table(&mut tx, "users", "user_id", true, now).await?;
         n += reset_table(&mut tx, "budgets", "budget_id", false, now).await?;
+        if n > 0 {
+            // Other instances hold the old spend in their key caches.
+            bump_change_version(&mut tx).await?;
+        }
         tx.commit().await.map_err(db_err)?;
         Ok(n)
     }
@@ -3049,6 +3071,14 @@ impl SpendStore for This {
 
 #[async_trait]
 impl AuditStore for This {
+    async fn change_version(&self) -> Result<i64> {
+        let mut conn = self.read_conn().await?;
+        sqlx::query_scalar("SELECT version FROM change_version WHERE id = 1")
+            .fetch_one(&mut *conn)
+            .await
+            .map_err(db_err)
+    }
+
     async fn audit_log(&self, filter: &AuditFilter, page: Page) -> Result<Paged<AuditEntry>> {
         let (limit, offset) = page.validate()?;
         let push_where = |qb: &mut QueryBuilder<'static, Db>| {

@@ -585,6 +585,98 @@ async fn runtime_model_access_groups_apply_at_once_and_leave_with_the_model() {
     drop_schema(pg).await;
 }
 
+/// Polls `check` every 100 ms until it holds, for at most `deadline`; whether it held.
+async fn eventually<F, Fut>(deadline: Duration, mut check: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let start = tokio::time::Instant::now();
+    loop {
+        if check().await {
+            return true;
+        }
+        if start.elapsed() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+// Two instances on one store (DESIGN §2.5): a change made through one reaches the other's
+// key cache, effective settings and routing table within seconds (the watcher polls every
+// second), not when its one-minute key cache expires or at its next restart.
+#[tokio::test]
+async fn changes_through_one_instance_reach_another_on_the_same_store() {
+    let (stores, pg) = stores().await;
+    for (backend, store) in stores {
+        let f = fixture(Arc::clone(&store)).await;
+        let one = &f.gw;
+        let other = fixture(store).await;
+        let two = &other.gw;
+        let deadline = Duration::from_secs(5);
+
+        let key = generate(one, json!({"key_alias": "shared"})).await;
+        // The other instance resolves the key from the store, and caches it.
+        assert_eq!(
+            chat(two, &key, "b").await,
+            (200, "from b".into()),
+            "{backend}"
+        );
+        assert_eq!(
+            chat(two, &key, "a").await.0,
+            500,
+            "{backend}: a has no fallback yet"
+        );
+
+        // Fallbacks given to the key through one instance apply on the other.
+        let (s, v) = admin_post(
+            one,
+            "/key/update",
+            MASTER,
+            json!({"key": key, "router_settings": {"fallbacks": [{"a": ["c"]}]}}),
+        )
+        .await;
+        assert_eq!(s, 200, "{backend}: {v}");
+        assert!(
+            eventually(deadline, || async {
+                chat(two, &key, "a").await == (200, "from c".into())
+            })
+            .await,
+            "{backend}: the other instance still routes with the key's old settings"
+        );
+
+        // A model added through one instance serves on the other.
+        assert_eq!(chat_error_code(two, &key, "d").await.0, 404, "{backend}");
+        let (s, v) = admin_post(
+            one,
+            "/model/new",
+            MASTER,
+            json!({"model_name": "d",
+                   "litellm_params": {"model": "openai/gpt-d", "api_base": format!("{}/v1", other.b.uri())},
+                   "model_info": {"id": "d1"}}),
+        )
+        .await;
+        assert_eq!(s, 200, "{backend}: {v}");
+        assert!(
+            eventually(deadline, || async {
+                chat(two, &key, "d").await == (200, "from b".into())
+            })
+            .await,
+            "{backend}: the other instance never loaded the runtime model"
+        );
+
+        // A key blocked through one instance is refused by the other.
+        let (s, v) = admin_post(one, "/key/block", MASTER, json!({"key": key})).await;
+        assert_eq!(s, 200, "{backend}: {v}");
+        assert!(
+            eventually(deadline, || async { chat(two, &key, "b").await.0 == 401 }).await,
+            "{backend}: the other instance still serves a blocked key from its cache"
+        );
+    }
+    drop_schema(pg).await;
+}
+
 // Issue 4: global router settings saved at runtime (a state import's `spec.router_settings`)
 // apply on the next request, over the config file's field by field, reported as `global`.
 #[tokio::test]

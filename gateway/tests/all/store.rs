@@ -282,6 +282,7 @@ pub(crate) mod conformance {
         due_budgets_reset_spend_and_move_to_next_period,
         old_spend_logs_are_deleted_in_batches_and_totals_stay,
         audit_entries_record_changes_without_secret_values,
+        change_version_counts_committed_changes_only,
         schema_newer_than_binary_is_refused,
         pools_run_without_a_reaper,
         failing_last_statement_leaves_state_unchanged,
@@ -2088,6 +2089,57 @@ pub(crate) mod conformance {
 
     // -----------------------------------------------------------------------------------
     // Audit
+
+    /// Other instances poll the change version: it must move with every committed admin
+    /// change and budget reset, once per transaction, and never for spend or a refused change.
+    async fn change_version_counts_committed_changes_only(ctx: Ctx) {
+        let s = ctx.store();
+        let v0 = s.change_version().await.unwrap();
+        assert_eq!(v0, 0, "a new store starts at 0");
+
+        let mut t = TeamSpec::new("t");
+        t.budget_duration = Some("1h".into());
+        s.create_team(&actor(), &t).await.unwrap();
+        assert_eq!(s.change_version().await.unwrap(), 1);
+
+        // One transaction with several audit rows (a team and the users it creates) is one.
+        let mut members = TeamSpec::new("with-members");
+        members.members = vec![
+            TeamMember::new("u1", TeamRole::User),
+            TeamMember::new("u2", TeamRole::Admin),
+        ];
+        s.create_team_and_users(&actor(), &members).await.unwrap();
+        assert_eq!(s.change_version().await.unwrap(), 2);
+
+        let (_, mut key) = new_key(Some("k"));
+        key.team_id = Some("t".into());
+        s.insert_key(&actor(), &key).await.unwrap();
+        assert_eq!(s.change_version().await.unwrap(), 3);
+
+        // Refused changes are rolled back, their count with them.
+        let (_, dup) = new_key(Some("k"));
+        s.insert_key(&actor(), &dup).await.unwrap_err();
+        s.create_team(&actor(), &TeamSpec::new("t"))
+            .await
+            .unwrap_err();
+        assert_eq!(s.change_version().await.unwrap(), 3);
+
+        // Spend is not an admin change; a budget reset that zeroes spend is.
+        let mut e = spend_entry("r1", &key.public_id, 1_000);
+        e.team_id = Some("t".into());
+        s.record_spend(&[e]).await.unwrap();
+        assert_eq!(s.change_version().await.unwrap(), 3);
+        assert_eq!(s.reset_due_budgets(Utc::now()).await.unwrap(), 0);
+        assert_eq!(s.change_version().await.unwrap(), 3);
+        let later = Utc::now() + ChronoDuration::minutes(90);
+        assert_eq!(s.reset_due_budgets(later).await.unwrap(), 1);
+        assert_eq!(s.change_version().await.unwrap(), 4);
+
+        s.delete_keys(&actor(), std::slice::from_ref(&key.public_id))
+            .await
+            .unwrap();
+        assert_eq!(s.change_version().await.unwrap(), 5);
+    }
 
     async fn audit_entries_record_changes_without_secret_values(ctx: Ctx) {
         let s = ctx.store();
