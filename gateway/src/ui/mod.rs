@@ -1,8 +1,10 @@
 //! The admin web UI under `/ui`: server-rendered pages (Tera, autoescaped) for virtual keys
-//! with the key-level fallback editor, teams and models, plus a small embedded stylesheet and
-//! script. Sessions and CSRF live in `session`; data goes through the store and the admin
-//! validation (`admin::validate`), so the UI can save nothing the admin API would refuse.
+//! with the key-level fallback editor, teams, models, export/import and the activity (audit)
+//! log, plus a small embedded stylesheet and script. Sessions and CSRF live in `session`; data
+//! goes through the store and the admin validation (`admin::validate`), so the UI can save
+//! nothing the admin API would refuse.
 
+mod activity;
 mod keys;
 mod limit;
 mod models;
@@ -58,6 +60,7 @@ static TEMPLATES: LazyLock<Result<Tera, String>> = LazyLock::new(|| {
         ("models.html", include_str!("templates/models.html")),
         ("model.html", include_str!("templates/model.html")),
         ("transfer.html", include_str!("templates/transfer.html")),
+        ("activity.html", include_str!("templates/activity.html")),
         ("plan.html", include_str!("templates/plan.html")),
     ])
     .map_err(|e| format!("{e:?}"))?;
@@ -110,6 +113,7 @@ pub fn routes<S: Clone + Send + Sync + 'static>(state: AppState) -> axum::Router
         .route("/ui/models", get(models::page_route).post(models::create))
         .route("/ui/models/{id}", get(models::detail).post(models::edit))
         .route("/ui/models/{id}/delete", post(models::delete))
+        .route("/ui/activity", get(activity::page_route))
         .route("/ui/state", get(transfer::page_route))
         .route("/ui/state/export", get(transfer::export))
         .route(

@@ -655,7 +655,12 @@ async fn credentials_without_a_salt_key_say_how_to_fix_it() {
 }
 
 /// A POST to the admin API naming who the change is for (`LiteLLM-Changed-By`).
-async fn post_as(gw: &Gateway, path: &str, changed_by: &str, body: Value) -> (u16, Value) {
+pub(crate) async fn post_as(
+    gw: &Gateway,
+    path: &str,
+    changed_by: &str,
+    body: Value,
+) -> (u16, Value) {
     let req = crate::keys::client()
         .post(format!("{}{path}", gw.url))
         .bearer_auth(MASTER)

@@ -1790,3 +1790,97 @@ async fn ui_key_and_team_actions_run_the_admin_api_logic() {
     }
     drop_schema(pg).await;
 }
+
+/// How many entries an activity page lists.
+fn activity_rows(html: &str) -> usize {
+    html.matches(r#"<span class="action">"#).count()
+}
+
+// The activity page shows the audit log newest first: who changed what, each update field by
+// field, filtered by kind, actor and object and paged; the key page links to the key's own.
+#[tokio::test]
+async fn activity_page_lists_changes_field_by_field_with_filters() {
+    let (stores, pg) = stores().await;
+    for (backend, store) in stores {
+        let f = fixture(Arc::clone(&store)).await;
+        let gw = &f.gw;
+        let s = sign_in(gw).await;
+
+        let secret = generate(gw, json!({"key_alias": "watched", "rpm_limit": 5})).await;
+        let (_, info) = admin_get(gw, "/key/info?key_alias=watched", MASTER).await;
+        let id = info["info"]["public_id"].as_str().unwrap().to_string();
+        let (st, v) = crate::admin::post_as(
+            gw,
+            "/key/update",
+            "alice@example.com",
+            json!({"key": id, "rpm_limit": 10}),
+        )
+        .await;
+        assert_eq!(st, 200, "{backend}: {v}");
+        for i in 0..26 {
+            let (st, v) = admin_post(
+                gw,
+                "/team/new",
+                MASTER,
+                json!({"team_id": format!("t-{i:02}")}),
+            )
+            .await;
+            assert_eq!(st, 200, "{backend}: {v}");
+        }
+
+        // 28 changes, 25 to a page, newest first: the last team on top, the key on page 2.
+        let (st, html) = s.get("/ui/activity").await;
+        assert_eq!(st, 200, "{backend}");
+        assert!(html.contains("28 changes"), "{backend}");
+        assert_eq!(activity_rows(&html), 25, "{backend}");
+        assert!(
+            html.find("t-25").unwrap() < html.find("t-24").unwrap(),
+            "{backend}"
+        );
+        assert!(html.contains(r#"href="/ui/activity?page=2""#), "{backend}");
+        let (_, html) = s.get("/ui/activity?page=2").await;
+        assert_eq!(activity_rows(&html), 3, "{backend}");
+        assert!(
+            html.contains("<code>rpm_limit</code>: <del>5</del> → <ins>10</ins>"),
+            "{backend}: the update shows the field that changed"
+        );
+        // t-00's create, then the key's update by alice, then the key's create.
+        assert!(html.find("alice@example.com").unwrap() < html.rfind(">create<").unwrap());
+        assert!(html.find(">create<").unwrap() < html.find("alice@example.com").unwrap());
+        assert!(
+            !html.contains(&secret),
+            "{backend}: the key itself never shows"
+        );
+
+        // Filters: the key's own entries, one person's, and the pager keeps them.
+        let (_, html) = s
+            .get(&format!("/ui/activity?kind=key&object_id={id}"))
+            .await;
+        assert_eq!(activity_rows(&html), 2, "{backend}");
+        assert!(
+            html.contains(&format!(r#"href="/ui/keys/{id}""#)),
+            "{backend}"
+        );
+        let (_, html) = s.get("/ui/activity?actor=alice%40example.com").await;
+        assert_eq!(activity_rows(&html), 1, "{backend}");
+        let (_, html) = s.get("/ui/activity?kind=team").await;
+        assert!(
+            html.contains(r#"href="/ui/activity?kind=team&amp;page=2""#),
+            "{backend}"
+        );
+        let (st, html) = s.get("/ui/activity?kind=keys").await;
+        assert_eq!(st, 400, "{backend}");
+        assert!(
+            html.contains("unknown kind") && html.contains("access_group"),
+            "{backend}"
+        );
+
+        // The key page links to the key's activity.
+        let (_, html) = s.get(&format!("/ui/keys/{id}")).await;
+        assert!(
+            html.contains(&format!("/ui/activity?kind=key&amp;object_id={id}")),
+            "{backend}"
+        );
+    }
+    drop_schema(pg).await;
+}
