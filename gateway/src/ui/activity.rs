@@ -115,10 +115,14 @@ fn row(e: &AuditEntry) -> Row {
         section,
         path: urlencode(&e.object_id),
         // A delete keeps the whole object in `before`: the list says "deleted", not every field.
-        changes: if deleted {
-            Vec::new()
-        } else {
-            changes(e.before.as_ref(), e.after.as_ref())
+        // A create lists what was set, not the empty defaults every new object has.
+        changes: match (deleted, &e.before) {
+            (true, _) => Vec::new(),
+            (false, None) => changes(None, e.after.as_ref())
+                .into_iter()
+                .filter(|c| !matches!(c.after.as_deref(), Some("{}" | "[]" | "false" | "")))
+                .collect(),
+            (false, before) => changes(before.as_ref(), e.after.as_ref()),
         },
     }
 }
@@ -212,6 +216,53 @@ mod tests {
                 change("tpm_limit", None, Some("7")),
             ]
         );
+    }
+
+    fn entry(action: &str, before: Option<Value>, after: Option<Value>) -> AuditEntry {
+        AuditEntry {
+            id: 1,
+            at: chrono::Utc::now(),
+            actor: "master_key".into(),
+            action: action.into(),
+            object_kind: "team".into(),
+            object_id: "t 1".into(),
+            before,
+            after,
+        }
+    }
+
+    #[test]
+    fn rows_link_live_objects_and_skip_empty_defaults_of_a_create() {
+        let created = row(&entry(
+            "create",
+            None,
+            Some(
+                json!({"team_id": "t 1", "models": [], "metadata": {}, "blocked": false, "rpm_limit": 0}),
+            ),
+        ));
+        assert_eq!(
+            (created.section, created.path.as_str()),
+            (Some("teams"), "t%201")
+        );
+        assert_eq!(
+            created.changes,
+            [
+                change("rpm_limit", None, Some("0")),
+                change("team_id", None, Some("t 1"))
+            ]
+        );
+        // An update shows a field going to its default; a delete lists nothing and no link.
+        let updated = row(&entry(
+            "update",
+            Some(json!({"blocked": true})),
+            Some(json!({"blocked": false})),
+        ));
+        assert_eq!(
+            updated.changes,
+            [change("blocked", Some("true"), Some("false"))]
+        );
+        let deleted = row(&entry("delete", Some(json!({"team_id": "t 1"})), None));
+        assert!(deleted.changes.is_empty() && deleted.section.is_none());
     }
 
     #[test]

@@ -1278,6 +1278,16 @@ async fn fallback_editor_in_headless_chromium() {
         c.goto(&format!("{}/ui/models", gw.url)).await.unwrap();
         assert!(text(c, "main").await.contains("a1"));
         shot(c, "models.png").await;
+
+        // The key's own activity, reached from its page: the saved fallbacks are the newest.
+        c.goto(key_url.as_str()).await.unwrap();
+        click(c, "#key-activity").await;
+        let first = text(c, "#activity-table tbody tr").await;
+        assert!(
+            first.contains("update") && first.contains("router_settings"),
+            "{first}"
+        );
+        shot(c, "activity.png").await;
     };
     tokio::time::timeout(Duration::from_secs(180), run)
         .await
