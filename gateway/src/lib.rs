@@ -66,6 +66,8 @@ pub struct AppInner {
     pub spend: Option<SpendRecorder>,
     /// Deletes spend logs past `maximum_spend_logs_retention_period` (with a store only).
     _retention: Option<keys::retention::RetentionTask>,
+    /// Sends key and team rpm/tpm counts to Redis (with a store and Redis only).
+    _limits_sync: Option<keys::shared_limits::SyncTask>,
     /// The store's change version the routing table and key cache were last loaded at
     /// (`i64::MIN` before the first load); see [`watch`].
     seen_change: AtomicI64,
@@ -98,12 +100,39 @@ impl AppState {
             router = router.without_jitter();
         }
         let router = Arc::new(router);
+        if let Some(redis) = &config.redis {
+            match router::shared::SharedCooldowns::spawn(redis, Arc::downgrade(&router)) {
+                Ok(shared) => {
+                    tracing::info!(redis = %redis.shown(), "cooldowns shared through Redis");
+                    router.share_cooldowns(shared)
+                }
+                Err(e) => {
+                    tracing::error!(redis = %redis.shown(), error = %e, "cannot use the Redis settings; cooldowns are not shared")
+                }
+            }
+        }
         let master_key = opts
             .master_key
             .or_else(|| config.general_settings.master_key.clone());
         let master = MasterKeyAuth::new(master_key, Arc::clone(&global_settings));
         let key_cache = Arc::new(KeyCache::new());
-        let subjects = Arc::new(Subjects::default());
+        // Keys and teams exist only with a store; with Redis too, their counts are shared.
+        let shared_limits = opts
+            .store
+            .is_some()
+            .then_some(config.redis.as_ref())
+            .flatten();
+        let subjects = Arc::new(match shared_limits {
+            Some(_) => Subjects::shared(),
+            None => Subjects::default(),
+        });
+        let limits_sync = shared_limits.and_then(|redis| {
+            keys::shared_limits::spawn(redis, Arc::downgrade(&subjects))
+                .inspect_err(|e| {
+                    tracing::error!(redis = %redis.shown(), error = %e, "cannot use the Redis settings; rpm/tpm counts are not shared")
+                })
+                .ok()
+        });
         let auth: Arc<dyn Authenticator> = match &opts.store {
             Some(store) => Arc::new(VirtualKeyAuth::new(
                 master,
@@ -140,6 +169,7 @@ impl AppState {
             subjects,
             spend,
             _retention: retention,
+            _limits_sync: limits_sync,
             seen_change: AtomicI64::new(i64::MIN),
         });
         if inner.store.is_some() {

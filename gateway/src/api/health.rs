@@ -26,7 +26,13 @@ pub async fn readiness(State(state): State<AppState>) -> Json<Value> {
             _ => "disconnected",
         },
     };
-    let status = if db == "disconnected" {
+    // Cooldowns shared between instances: whether the last exchange with Redis worked.
+    let redis = match state.router.shared_cooldowns() {
+        None => "not configured",
+        Some(s) if s.is_connected() => "connected",
+        Some(_) => "disconnected",
+    };
+    let status = if db == "disconnected" || redis == "disconnected" {
         "degraded"
     } else {
         "healthy"
@@ -35,6 +41,7 @@ pub async fn readiness(State(state): State<AppState>) -> Json<Value> {
         "status": status,
         "version": env!("CARGO_PKG_VERSION"),
         "db": db,
+        "redis": redis,
         "cache": null,
         "model_groups": state.router.groups().names().count(),
         "deployments": deployments,

@@ -57,11 +57,6 @@ pub(crate) const ROUTER_LITELLM: &[&str] = &[
     "optional_pre_call_checks",
     "polling_interval",
     "provider_budget_config",
-    "redis_db",
-    "redis_host",
-    "redis_password",
-    "redis_port",
-    "redis_url",
     "retry_after",
     "router_general_settings",
     "routing_groups",
@@ -76,10 +71,9 @@ pub(crate) const ROUTER_LITELLM: &[&str] = &[
 /// assume otherwise.
 pub(crate) fn not_implemented_note(key: &str) -> Option<&'static str> {
     match key {
-        "redis_host" | "redis_port" | "redis_password" | "redis_url" | "redis_db" => Some(
-            "switchyard shares nothing through Redis: each gateway instance keeps its own \
-             cooldowns and rpm/tpm and parallel-request counts; admin changes reach every \
-             instance on the same database through the store itself, within about a second",
+        "cache" | "cache_params" => Some(
+            "switchyard does not cache responses; the Redis it uses is `router_settings.redis_*`, \
+             for cooldowns shared between gateway instances",
         ),
         _ => None,
     }

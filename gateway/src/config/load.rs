@@ -495,6 +495,8 @@ impl Loader<'_> {
             }
         }
 
+        config.redis = self.redis(file, &mut router_raw, &top.key("router_settings"));
+
         // router_settings wins field by field; litellm_settings fills the gaps.
         let r = router_raw;
         let l = litellm_raw;
@@ -1262,6 +1264,101 @@ impl Loader<'_> {
 
     /// `maximum_spend_logs_retention_period` and `_interval` as durations (`30s`, `10m`, `24h`,
     /// `7d`, `1w`, `1mo`); an interval without a period is an error, since nothing would run.
+    /// `router_settings.redis_*` (taken out of `raw`): `redis_url`, or `redis_host` with
+    /// `redis_port`, `redis_password` and `redis_db`. Values are never echoed in errors.
+    fn redis(
+        &mut self,
+        file: usize,
+        raw: &mut RawRouterSettings,
+        at: &KeyPath,
+    ) -> Option<super::RedisConfig> {
+        let url = raw.redis_url.take();
+        let host = raw.redis_host.take();
+        let port = raw.redis_port.take();
+        let password = raw.redis_password.take();
+        let db = raw.redis_db.take();
+        if let Some(url) = url {
+            let text = url.expose_secret();
+            let scheme = text.split_once("://").map(|(s, _)| s);
+            let hint = "write redis://[[user]:password@]host[:port][/db]".to_owned();
+            match scheme {
+                Some("redis") if redis::parse_redis_url(text).is_some() => {}
+                Some("rediss") => {
+                    self.sink.error(
+                        file,
+                        &at.key("redis_url"),
+                        "TLS connections to Redis (rediss://) are not supported",
+                        Some(hint),
+                    );
+                    return None;
+                }
+                _ => {
+                    self.sink.error(
+                        file,
+                        &at.key("redis_url"),
+                        "expected a redis:// URL",
+                        Some(hint),
+                    );
+                    return None;
+                }
+            }
+            for (key, set) in [
+                ("redis_host", host.is_some()),
+                ("redis_port", port.is_some()),
+                ("redis_password", password.is_some()),
+                ("redis_db", db.is_some()),
+            ] {
+                if set {
+                    self.sink.warn(
+                        file,
+                        &at.key(key),
+                        "ignored: `redis_url` is set and names the whole connection",
+                        None,
+                    );
+                }
+            }
+            return Some(super::RedisConfig::Url(url));
+        }
+        match host.map(|h| h.trim().to_owned()) {
+            // Only what cannot be a host is refused here; a name that does not resolve is
+            // logged when connecting, and the gateway serves without sharing meanwhile.
+            Some(host) if !host.is_empty() && !host.contains(['/', '@', '?', '#']) => {
+                Some(super::RedisConfig::Host {
+                    host,
+                    port: port.unwrap_or(super::defaults::REDIS_PORT),
+                    password,
+                    db: db.unwrap_or(0),
+                })
+            }
+            Some(_) => {
+                self.sink.error(
+                    file,
+                    &at.key("redis_host"),
+                    "expected a host name or IP address",
+                    Some("the port goes in `redis_port`, the password in `redis_password`".into()),
+                );
+                None
+            }
+            None => {
+                for (key, set) in [
+                    ("redis_port", port.is_some()),
+                    ("redis_password", password.is_some()),
+                    ("redis_db", db.is_some()),
+                ] {
+                    if set {
+                        self.sink.error(
+                            file,
+                            &at.key(key),
+                            "needs `redis_host` (or a `redis_url` instead)",
+                            None,
+                        );
+                    }
+                }
+                None
+            }
+        }
+    }
+
     fn spend_logs_retention(
         &mut self,
         file: usize,

@@ -319,6 +319,7 @@ pub struct RouterSettings {
 /// Documented defaults for every router setting that has one.
 pub mod defaults {
     use std::time::Duration;
+    pub const REDIS_PORT: u16 = 6379;
     pub const NUM_RETRIES: u32 = 2;
     pub const ALLOWED_FAILS: u32 = 3;
     pub const COOLDOWN_TIME: Duration = Duration::from_secs(5);
@@ -371,12 +372,45 @@ pub struct UnservedDeployment {
     pub provider: String,
 }
 
+/// `router_settings.redis_*`: the Redis through which gateway instances share cooldowns.
+#[derive(Clone)]
+pub enum RedisConfig {
+    /// `redis_url`: `redis://[[user]:password@]host[:port][/db]`.
+    Url(SecretString),
+    /// `redis_host` with `redis_port` (default 6379), `redis_password` and `redis_db` (0).
+    Host {
+        host: String,
+        port: u16,
+        password: Option<SecretString>,
+        db: u32,
+    },
+}
+
+impl RedisConfig {
+    /// Where it points, for logs and `/health/readiness`: never the password.
+    pub fn shown(&self) -> String {
+        use secrecy::ExposeSecret;
+        match self {
+            RedisConfig::Url(u) => url::without_password(u.expose_secret()),
+            RedisConfig::Host { host, port, db, .. } => format!("{host}:{port}/{db}"),
+        }
+    }
+}
+
+impl std::fmt::Debug for RedisConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "RedisConfig({})", self.shown())
+    }
+}
+
 /// A validated configuration.
 #[derive(Clone, Debug, Default)]
 pub struct Config {
     pub model_list: Vec<Deployment>,
     pub router_settings: RouterSettings,
     pub general_settings: GeneralSettings,
+    /// Shared cooldowns between instances; `None` = each instance keeps its own.
+    pub redis: Option<RedisConfig>,
     /// The file this was loaded from, if any.
     pub source: Option<PathBuf>,
     /// Deployments left out of `model_list` because Switchyard does not serve their provider.

@@ -82,6 +82,13 @@ pub(crate) struct RawRouterSettings {
     pub retry_after_cap: Option<Seconds>,
     /// Switchyard: cool down even a group's only deployment.
     pub cooldown_single_deployment: Option<bool>,
+    /// LiteLLM: the Redis that gateway instances share cooldowns through (`redis_url`, or
+    /// `redis_host` with `redis_port`, `redis_password`, `redis_db`).
+    pub redis_url: Option<SecretString>,
+    pub redis_host: Option<String>,
+    pub redis_port: Option<u16>,
+    pub redis_password: Option<SecretString>,
+    pub redis_db: Option<u32>,
 }
 
 /// `router_settings` keys read by hand.

@@ -3,7 +3,8 @@
 //! reports its usage), `max_parallel_requests` (requests in flight) and the spend recorded
 //! since the key was read from the store. Over a limit → 429 with `Retry-After`. Windows are
 //! fixed one-minute windows per subject (`k:<public id>`, `t:<team id>`); nothing here touches
-//! the store.
+//! the store. With Redis, rpm and tpm also count every instance's requests in the wall-clock
+//! minute, as `shared_limits` last learned them.
 //!
 //! Each subject's counters live in one shared [`Subject`], found by name in [`Subjects`] when a
 //! key is resolved (a key-cache miss) and then held by the cached key: a request updates its
@@ -29,9 +30,29 @@ pub const PARALLEL_RETRY_AFTER: Duration = Duration::from_secs(1);
 #[derive(Debug, Default)]
 pub struct Subjects {
     by_name: Mutex<HashMap<String, Arc<Subject>>>,
+    /// Request and token counts are shared with other instances through Redis
+    /// ([`super::shared_limits`]).
+    shared: bool,
 }
 
 impl Subjects {
+    /// Subjects whose rpm and tpm counts are shared with other gateway instances.
+    pub fn shared() -> Self {
+        Subjects {
+            shared: true,
+            ..Default::default()
+        }
+    }
+
+    /// The subjects with counts not yet sent to Redis.
+    pub(crate) fn with_unsent(&self) -> Vec<Arc<Subject>> {
+        let map = self.by_name.lock().unwrap_or_else(|p| p.into_inner());
+        map.values()
+            .filter(|s| s.has_unsent())
+            .map(Arc::clone)
+            .collect()
+    }
+
     /// The counters of `name`, made on first use.
     pub fn get(&self, name: &str) -> Arc<Subject> {
         let mut map = self.by_name.lock().unwrap_or_else(|p| p.into_inner());
@@ -41,7 +62,7 @@ impl Subjects {
         if map.len() >= MAX_SUBJECTS {
             sweep(&mut map, Instant::now());
         }
-        let s = Arc::new(Subject::new(name));
+        let s = Arc::new(Subject::new(name, self.shared));
         map.insert(name.to_string(), Arc::clone(&s));
         s
     }
@@ -67,20 +88,80 @@ pub fn team_subject(team_id: &str) -> String {
     format!("t:{team_id}")
 }
 
-#[derive(Debug)]
+#[derive(Debug, Default)]
 struct Window {
-    start: Instant,
+    start: Option<Instant>,
     count: u64,
+    /// With shared counts: this instance's view of the wall-clock minute `minute` (minutes
+    /// since the Unix epoch) across every instance.
+    global: GlobalMinute,
+}
+
+/// One subject's count for one wall-clock minute across instances: the total Redis last
+/// returned, what is on its way there, and what was counted here since.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct GlobalMinute {
+    pub minute: u64,
+    pub seen: u64,
+    pub sending: u64,
+    pub unsent: u64,
+    /// A limit is checked on this count, so it is worth sending (tokens are counted for every
+    /// subject, limited or not).
+    pub limited: bool,
+    /// Redis has answered with this minute's total at least once.
+    pub read: bool,
+}
+
+impl GlobalMinute {
+    /// The minute `minute`, started fresh when this one is older.
+    fn at(&mut self, minute: u64) -> &mut Self {
+        if self.minute != minute {
+            *self = GlobalMinute {
+                minute,
+                limited: self.limited,
+                ..Default::default()
+            };
+        }
+        self
+    }
+
+    fn estimate(&self) -> u64 {
+        self.seen + self.sending + self.unsent
+    }
+
+    /// Worth a round trip: limited, and either counted here since or never read (and not
+    /// being read now).
+    fn is_due(&self) -> bool {
+        self.limited && (self.unsent > 0 || (!self.read && self.sending == 0))
+    }
+}
+
+/// The wall-clock minute now, and the time left in it.
+fn wall_minute() -> (u64, Duration) {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    let minute = now.as_secs() / 60;
+    let into = now - Duration::from_secs(minute * 60);
+    (minute, WINDOW.saturating_sub(into))
 }
 
 impl Window {
     /// The window at `now`: a fresh one when a minute has passed since this one started.
     fn current(&mut self, now: Instant) -> &mut Self {
-        if now.duration_since(self.start) >= WINDOW {
-            self.start = now;
-            self.count = 0;
+        match self.start {
+            Some(start) if now.duration_since(start) < WINDOW => {}
+            _ => {
+                self.start = Some(now);
+                self.count = 0;
+            }
         }
         self
+    }
+
+    fn left(&self, now: Instant) -> Duration {
+        self.start
+            .map_or(WINDOW, |s| WINDOW.saturating_sub(now.duration_since(s)))
     }
 }
 
@@ -94,6 +175,8 @@ pub struct Subject {
     in_flight: AtomicU64,
     recorded: AtomicI64,
     flushed: AtomicI64,
+    /// Counts are shared with other instances: limits also check the global estimate.
+    shared: bool,
 }
 
 /// Spend recorded for a subject in this process, in nano-dollars: everything, and the part
@@ -104,16 +187,23 @@ pub struct LedgerEntry {
     pub flushed: Usd,
 }
 
+/// Which of a subject's two counts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Count {
+    Requests,
+    Tokens,
+}
+
 impl Subject {
-    fn new(name: &str) -> Self {
-        let start = Instant::now();
+    fn new(name: &str, shared: bool) -> Self {
         Subject {
             name: name.to_string(),
-            requests: Mutex::new(Window { start, count: 0 }),
-            tokens: Mutex::new(Window { start, count: 0 }),
+            requests: Mutex::default(),
+            tokens: Mutex::default(),
             in_flight: AtomicU64::new(0),
             recorded: AtomicI64::new(0),
             flushed: AtomicI64::new(0),
+            shared,
         }
     }
 
@@ -128,32 +218,113 @@ impl Subject {
         f(w.current(now), now)
     }
 
+    /// The wall-clock minute, when counts are shared.
+    fn minute(&self) -> Option<(u64, Duration)> {
+        self.shared.then(wall_minute)
+    }
+
+    /// `Err(wait)` when `w` has reached `limit`: this instance's own minute, or (shared)
+    /// every instance's count of this wall-clock minute as last seen plus what is on its way.
+    fn over(
+        w: &mut Window,
+        now: Instant,
+        limit: u64,
+        minute: Option<(u64, Duration)>,
+    ) -> Result<(), Duration> {
+        if w.count >= limit {
+            return Err(w.left(now));
+        }
+        if let Some((m, left)) = minute {
+            let g = w.global.at(m);
+            g.limited = true;
+            if g.estimate() >= limit {
+                return Err(left);
+            }
+        }
+        Ok(())
+    }
+
+    fn count(w: &mut Window, n: u64, minute: Option<(u64, Duration)>) {
+        w.count = w.count.saturating_add(n);
+        if let Some((m, _)) = minute {
+            let g = w.global.at(m);
+            g.unsent = g.unsent.saturating_add(n);
+        }
+    }
+
     /// Counts one request; `Err(wait)` (and nothing counted) when that would exceed `limit`
     /// this minute.
     pub fn try_count_request(&self, limit: u64) -> Result<(), Duration> {
+        let minute = self.minute();
         Self::window(&self.requests, |w, now| {
-            if w.count >= limit {
-                return Err(WINDOW.saturating_sub(now.duration_since(w.start)));
-            }
-            w.count += 1;
+            Self::over(w, now, limit, minute)?;
+            Self::count(w, 1, minute);
             Ok(())
         })
     }
 
     /// `Err(wait)` when this minute's tokens have already reached `limit`; counts nothing.
     pub fn check_tokens(&self, limit: u64) -> Result<(), Duration> {
-        Self::window(&self.tokens, |w, now| {
-            if w.count >= limit {
-                Err(WINDOW.saturating_sub(now.duration_since(w.start)))
-            } else {
-                Ok(())
-            }
-        })
+        let minute = self.minute();
+        Self::window(&self.tokens, |w, now| Self::over(w, now, limit, minute))
     }
 
     /// Adds `n` tokens to this minute's count.
     pub fn add_tokens(&self, n: u64) {
-        Self::window(&self.tokens, |w, _| w.count = w.count.saturating_add(n));
+        let minute = self.minute();
+        Self::window(&self.tokens, |w, _| Self::count(w, n, minute));
+    }
+
+    fn counter(&self, which: Count) -> &Mutex<Window> {
+        match which {
+            Count::Requests => &self.requests,
+            Count::Tokens => &self.tokens,
+        }
+    }
+
+    fn has_unsent(&self) -> bool {
+        [Count::Requests, Count::Tokens].into_iter().any(|c| {
+            let w = self.counter(c).lock().unwrap_or_else(|p| p.into_inner());
+            w.global.is_due()
+        })
+    }
+
+    /// For the Redis sync: moves the unsent count of a limited counter to "sending" and
+    /// returns `(minute, n)`, or `None` when there is nothing worth sending. `n` may be 0:
+    /// the minute's total was never read (a limit checked before anything was counted).
+    pub(crate) fn take_unsent(&self, which: Count) -> Option<(u64, u64)> {
+        let mut w = self
+            .counter(which)
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        let g = &mut w.global;
+        if !g.is_due() {
+            return None;
+        }
+        let n = std::mem::take(&mut g.unsent);
+        g.sending += n;
+        Some((g.minute, n))
+    }
+
+    /// For the Redis sync: `n` of `minute` reached Redis, whose total is now `total`
+    /// (`None`: sending failed, the count waits for the next try).
+    pub(crate) fn sent(&self, which: Count, minute: u64, n: u64, total: Option<u64>) {
+        let mut w = self
+            .counter(which)
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        let g = &mut w.global;
+        if g.minute != minute {
+            return; // that minute is over; its counts do not matter any more
+        }
+        g.sending = g.sending.saturating_sub(n);
+        match total {
+            Some(t) => {
+                g.seen = g.seen.max(t);
+                g.read = true;
+            }
+            None => g.unsent += n,
+        }
     }
 
     /// Requests in flight now.
@@ -192,7 +363,7 @@ impl Subject {
     fn is_idle(&self, now: Instant) -> bool {
         let expired = |w: &Mutex<Window>| {
             let w = w.lock().unwrap_or_else(|p| p.into_inner());
-            w.count == 0 || now.duration_since(w.start) >= WINDOW
+            w.count == 0 || w.left(now).is_zero()
         };
         self.in_flight() == 0
             && self.recorded.load(Ordering::Acquire) == self.flushed.load(Ordering::Acquire)
@@ -266,6 +437,49 @@ mod tests {
         assert!(k.check_tokens(100).is_err());
         tokio::time::advance(WINDOW).await;
         assert!(k.check_tokens(100).is_ok());
+    }
+
+    #[test]
+    fn shared_counts_admit_on_every_instances_estimate() {
+        let subjects = Subjects::shared();
+        let k = subjects.get("k:a");
+        k.try_count_request(5).unwrap();
+        k.try_count_request(5).unwrap();
+        assert_eq!(subjects.with_unsent().len(), 1);
+        let (minute, n) = k.take_unsent(Count::Requests).unwrap();
+        assert_eq!(n, 2);
+        assert!(k.take_unsent(Count::Requests).is_none(), "on its way");
+        // Redis: 4 this minute, 2 of them from other instances.
+        k.sent(Count::Requests, minute, 2, Some(4));
+        assert!(subjects.with_unsent().is_empty());
+        k.try_count_request(5).unwrap();
+        // 3 counted here, but 5 in all: refused until the wall-clock minute ends.
+        let wait = k.try_count_request(5).unwrap_err();
+        assert!(wait <= WINDOW);
+        // A send that failed puts its count back for the next try.
+        let (minute, n) = k.take_unsent(Count::Requests).unwrap();
+        k.sent(Count::Requests, minute, n, None);
+        assert_eq!(k.take_unsent(Count::Requests), Some((minute, 1)));
+
+        // Tokens travel only once a limit is checked on them; the first check asks for the
+        // total (n = 0) even with nothing counted.
+        let t = subjects.get("k:b");
+        t.add_tokens(100);
+        assert!(t.take_unsent(Count::Tokens).is_none());
+        let u = subjects.get("k:c");
+        u.check_tokens(1_000).unwrap();
+        let (minute, n) = u.take_unsent(Count::Tokens).unwrap();
+        assert_eq!(n, 0);
+        u.sent(Count::Tokens, minute, 0, Some(1_000));
+        assert!(
+            u.check_tokens(1_000).is_err(),
+            "other instances used the minute up"
+        );
+
+        // Without Redis nothing is ever due, and only this instance's counts limit.
+        let alone = Subjects::default().get("k:a");
+        alone.try_count_request(1).unwrap();
+        assert!(alone.take_unsent(Count::Requests).is_none());
     }
 
     #[test]

@@ -6,5 +6,6 @@ pub mod effective;
 pub mod global;
 pub mod limits;
 pub mod retention;
+pub mod shared_limits;
 pub mod spend;
 pub mod virtual_key;

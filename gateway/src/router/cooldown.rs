@@ -45,6 +45,17 @@ impl CooldownState {
         }
     }
 
+    /// Cools down until `until` unless already cooling longer (another instance's cooldown,
+    /// shared through Redis). Returns whether the cooldown got longer.
+    pub fn cool_until(&mut self, until: Instant) -> bool {
+        if self.cooling_until.is_some_and(|u| u >= until) {
+            return false;
+        }
+        self.cooling_until = Some(until);
+        self.fails = 0;
+        true
+    }
+
     /// Records a failure that counts toward cooldown.
     pub fn record_failure(
         &mut self,
@@ -133,6 +144,20 @@ mod tests {
         let mut s = CooldownState::new(Instant::now());
         s.record_failure(Instant::now(), 0, COOL, Some(Duration::from_secs(12)));
         assert_eq!(s.remaining(Instant::now()), Some(Duration::from_secs(12)));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_shared_cooldown_lengthens_and_never_shortens() {
+        let mut s = CooldownState::new(Instant::now());
+        s.record_failure(Instant::now(), 0, COOL, None);
+        assert!(!s.cool_until(Instant::now() + Duration::from_secs(2)));
+        assert_eq!(s.remaining(Instant::now()), Some(COOL));
+        assert!(s.cool_until(Instant::now() + Duration::from_secs(9)));
+        assert_eq!(s.remaining(Instant::now()), Some(Duration::from_secs(9)));
+        tokio::time::advance(Duration::from_secs(9)).await;
+        assert!(s.remaining(Instant::now()).is_none());
+        // After it ran out, a new one applies even when short.
+        assert!(s.cool_until(Instant::now() + Duration::from_secs(1)));
     }
 
     #[tokio::test(start_paused = true)]

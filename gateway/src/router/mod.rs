@@ -5,6 +5,7 @@
 pub mod cooldown;
 pub mod groups;
 pub mod plan;
+pub mod shared;
 
 use std::collections::BTreeSet;
 use std::future::Future;
@@ -112,6 +113,8 @@ pub struct ModelRouter {
     metrics: Arc<Metrics>,
     /// Randomise backoff (off in tests, so paused-time tests are exact).
     jitter: bool,
+    /// Cooldowns shared with other instances through Redis, when configured.
+    shared: std::sync::OnceLock<shared::SharedCooldowns>,
 }
 
 impl ModelRouter {
@@ -123,7 +126,19 @@ impl ModelRouter {
             reload: tokio::sync::Mutex::new(()),
             metrics,
             jitter: true,
+            shared: std::sync::OnceLock::new(),
         }
+    }
+
+    /// Shares this router's cooldowns through Redis from now on (once; later calls are
+    /// ignored).
+    pub fn share_cooldowns(&self, shared: shared::SharedCooldowns) {
+        let _ = self.shared.set(shared);
+    }
+
+    /// The Redis sharing, when configured: `/health/readiness` reports whether it is up.
+    pub fn shared_cooldowns(&self) -> Option<&shared::SharedCooldowns> {
+        self.shared.get()
     }
 
     pub fn without_jitter(mut self) -> Self {
@@ -423,9 +438,20 @@ impl ModelRouter {
             d.cooldown
                 .lock()
                 .record_failure(Instant::now(), allowed, cooldown, e.retry_after);
-        if let CooldownChange::Entered(_) = change {
-            d.metrics.cooldowns.inc();
-            tracing::warn!(deployment = %d.id(), class = %e.class, cooldown_s = cooldown.as_secs_f64(), "deployment cooling down");
+        let until = match change {
+            CooldownChange::Entered(until) => {
+                d.metrics.cooldowns.inc();
+                tracing::warn!(deployment = %d.id(), class = %e.class, cooldown_s = cooldown.as_secs_f64(), "deployment cooling down");
+                until
+            }
+            CooldownChange::Extended(until) => until,
+            CooldownChange::Counted => return,
+        };
+        if let Some(shared) = self.shared.get() {
+            shared.announce(
+                &d.deployment,
+                until.saturating_duration_since(Instant::now()),
+            );
         }
     }
 

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use secrecy::ExposeSecret;
 use switchyard::config::{
-    load_file, load_str, ConfigErrors, Diagnostic, LoadOptions, Loaded, ProviderKind,
+    load_file, load_str, ConfigErrors, Diagnostic, LoadOptions, Loaded, ProviderKind, RedisConfig,
     RoutingStrategy, Severity,
 };
 
@@ -728,28 +728,36 @@ model_list:
     assert_eq!(c.model_list[1].rpm, Some(5), "litellm_params wins");
 }
 
-/// Switchyard shares no state through Redis: LiteLLM's Redis settings load with one warning each
-/// that says what that means, their `os.environ/` values are never resolved (nothing reads
-/// them), and `--strict` refuses them like any other ignored key.
+/// LiteLLM's Redis settings (`router_settings.redis_*`) configure the Redis that instances
+/// share cooldowns through: host, port (a number, from the environment too), password and db,
+/// or one `redis_url`. The password shows nowhere, errors are located and never echo a value,
+/// and general_settings never had them.
 #[test]
-fn redis_settings_warn_that_nothing_is_shared() {
-    let yaml = "router_settings:\n  redis_host: os.environ/REDIS_HOST\n  redis_port: 6380\n  redis_password: os.environ/REDIS_PASSWORD\ngeneral_settings:\n  salt_key: os.environ/SALT\n  graceful_shutdown_timeout: 10\n  use_x_forwarded_for: true\n";
-    let loaded = load_ok(yaml, &[("SALT", "s")]);
-    let warnings = render(&loaded.warnings);
-    for key in ["redis_host", "redis_port", "redis_password"] {
-        let line = warnings
-            .lines()
-            .find(|l| l.contains(&format!("router_settings.{key}")))
-            .unwrap_or_else(|| panic!("no warning for {key}:\n{warnings}"));
-        assert!(line.contains("not implemented"), "{line}");
+fn redis_settings_load_and_never_show_the_password() {
+    let yaml = "router_settings:\n  redis_host: os.environ/REDIS_HOST\n  redis_port: os.environ/REDIS_PORT\n  redis_password: os.environ/REDIS_PASSWORD\ngeneral_settings:\n  salt_key: os.environ/SALT\n  graceful_shutdown_timeout: 10\n  use_x_forwarded_for: true\n";
+    let env = [
+        ("SALT", "s"),
+        ("REDIS_HOST", "redis.internal"),
+        ("REDIS_PORT", "6380"),
+        ("REDIS_PASSWORD", "hunter2-redis"),
+    ];
+    let loaded = load_ok(yaml, &env);
+    assert!(loaded.warnings.is_empty(), "{}", render(&loaded.warnings));
+    let redis = loaded.config.redis.as_ref().expect("redis configured");
+    match redis {
+        RedisConfig::Host {
+            host,
+            port,
+            password,
+            db,
+        } => {
+            assert_eq!((host.as_str(), *port, *db), ("redis.internal", 6380, 0));
+            assert_eq!(password.as_ref().unwrap().expose_secret(), "hunter2-redis");
+        }
+        other => panic!("{other:?}"),
     }
-    assert_eq!(
-        warnings
-            .matches("each gateway instance keeps its own cooldowns")
-            .count(),
-        3,
-        "{warnings}"
-    );
+    assert_eq!(redis.shown(), "redis.internal:6380/0");
+    assert!(!format!("{:?}", loaded.config).contains("hunter2"));
     let g = &loaded.config.general_settings;
     assert_eq!(g.salt_key.as_ref().unwrap().expose_secret(), "s");
     assert_eq!(g.graceful_shutdown_timeout, Some(Duration::from_secs(10)));
@@ -760,13 +768,64 @@ fn redis_settings_warn_that_nothing_is_shared() {
             .general_settings
             .use_x_forwarded_for
     );
-    let strict = load_with(yaml, &[("SALT", "s")], true)
-        .unwrap_err()
-        .to_string();
-    assert!(strict.contains("router_settings.redis_host"), "{strict}");
+    assert!(load_ok("{}", &[]).config.redis.is_none());
+
+    // One URL names everything; host keys beside it are ignored with a warning each.
+    let url =
+        "router_settings:\n  redis_url: redis://:hunter2-url@cache:6379/2\n  redis_host: other\n";
+    let loaded = load_ok(url, &[]);
+    let redis = loaded.config.redis.as_ref().unwrap();
+    assert!(matches!(redis, RedisConfig::Url(_)));
+    assert_eq!(redis.shown(), "redis://cache:6379/2");
+    assert!(!format!("{:?}", loaded.config).contains("hunter2"));
+    let warnings = render(&loaded.warnings);
+    assert!(
+        warnings.contains("router_settings.redis_host") && warnings.contains("redis_url"),
+        "{warnings}"
+    );
+
+    // Errors: located, one per key, no value echoed.
+    for (yaml, at, says) in [
+        (
+            "router_settings:\n  redis_url: rediss://:hunter2@cache:6380\n",
+            "router_settings.redis_url",
+            "TLS",
+        ),
+        (
+            "router_settings:\n  redis_url: http://:hunter2@cache\n",
+            "router_settings.redis_url",
+            "redis://",
+        ),
+        (
+            "router_settings:\n  redis_host: cache\n  redis_port: 70000\n",
+            "router_settings.redis_port",
+            "u16",
+        ),
+        (
+            "router_settings:\n  redis_password: hunter2\n",
+            "router_settings.redis_password",
+            "redis_host",
+        ),
+        (
+            "router_settings:\n  redis_host: user:hunter2@cache\n",
+            "router_settings.redis_host",
+            "host name",
+        ),
+    ] {
+        let e = load_err(yaml, &[]).to_string();
+        assert!(e.contains(at) && e.contains(says), "{yaml}: {e}");
+        assert!(!e.contains("hunter2"), "{yaml}: {e}");
+    }
     // A Redis URL under general_settings was never LiteLLM's: an unknown key.
     let e = load_err("general_settings:\n  redis_url: redis://h\n", &[]).to_string();
     assert!(e.contains("general_settings.redis_url"), "{e}");
+    // Response caching is LiteLLM's, not Switchyard's: the warning says so.
+    let loaded = load_ok("litellm_settings:\n  cache: true\n", &[]);
+    assert!(
+        render(&loaded.warnings).contains("does not cache responses"),
+        "{}",
+        render(&loaded.warnings)
+    );
 }
 
 #[test]
@@ -899,8 +958,15 @@ fn corpus_configs_load_or_fail_with_located_errors() {
         eprintln!("skipped: LiteLLM corpus not found next to the repository (../../shared/corpus/litellm-configs)");
         return;
     };
-    // Every os.environ/ reference resolves, as it would on a configured host.
-    let env = |name: &str| Some(format!("test-value-for-{name}"));
+    // Every os.environ/ reference resolves, as it would on a configured host (where a port
+    // is a number).
+    let env = |name: &str| {
+        Some(if name.ends_with("_PORT") {
+            "6379".to_owned()
+        } else {
+            format!("test-value-for-{name}")
+        })
+    };
     let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
         .unwrap()
         .map(|e| e.unwrap().path())

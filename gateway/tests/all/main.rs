@@ -12,6 +12,7 @@ mod logs;
 mod models;
 mod providers;
 mod proxy;
+mod shared;
 mod spend;
 mod state;
 mod store;
