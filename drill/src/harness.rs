@@ -374,6 +374,11 @@ impl Embedded {
                 store: Some(store),
             },
         );
+        // As `switchyard serve` does: the store's runtime state, and its change version.
+        state
+            .load_runtime()
+            .await
+            .map_err(|e| anyhow!("reading the in-memory store: {e}"))?;
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .context("binding the gateway listener")?;

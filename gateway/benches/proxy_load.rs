@@ -128,6 +128,9 @@ fn start_gateway(upstream: SocketAddr, database_url: Option<String>) -> (SocketA
                     store,
                 },
             );
+            // As `serve` does: runtime settings and models first, and the store's change
+            // version with them (otherwise the watcher reloads once, mid-measurement).
+            state.load_runtime().await.expect("load runtime state");
             let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
                 .await
                 .expect("bind");

@@ -117,11 +117,7 @@ impl AppState {
         let master = MasterKeyAuth::new(master_key, Arc::clone(&global_settings));
         let key_cache = Arc::new(KeyCache::new());
         // Keys and teams exist only with a store; with Redis too, their counts are shared.
-        let shared_limits = opts
-            .store
-            .is_some()
-            .then_some(config.redis.as_ref())
-            .flatten();
+        let shared_limits = config.redis.as_ref().filter(|_| opts.store.is_some());
         let subjects = Arc::new(match shared_limits {
             Some(_) => Subjects::shared(),
             None => Subjects::default(),

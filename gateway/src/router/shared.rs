@@ -374,28 +374,13 @@ impl ModelRouter {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{DeploymentId, ModelInfo, ProviderKind};
+    use crate::config::ProviderKind;
 
     fn deployment(base: &str, key: &str) -> Deployment {
-        Deployment {
-            id: DeploymentId("d1".into()),
-            model_name: "g".into(),
-            provider: ProviderKind::OpenAi,
-            upstream_model: "m".into(),
-            api_base: Some(base.into()),
-            api_key: Some(key.to_owned().into()),
-            api_version: None,
-            timeout: None,
-            stream_timeout: None,
-            rpm: None,
-            tpm: None,
-            weight: None,
-            order: None,
-            max_parallel_requests: None,
-            region_name: None,
-            cooldown_time: None,
-            info: ModelInfo::default(),
-        }
+        let mut d = crate::providers::tests::deployment(ProviderKind::OpenAi, "m");
+        d.api_base = Some(base.into());
+        d.api_key = Some(key.to_owned().into());
+        d
     }
 
     #[test]
