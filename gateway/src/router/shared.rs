@@ -148,7 +148,13 @@ impl SharedCooldowns {
             Arc::clone(&connected),
             shown.clone(),
         ));
-        let listener = tokio::spawn(listen(client, router, instance.clone(), shown));
+        let listener = tokio::spawn(listen(
+            client,
+            router,
+            instance.clone(),
+            Arc::clone(&connected),
+            shown,
+        ));
         Ok(SharedCooldowns {
             tx,
             instance,
@@ -157,7 +163,8 @@ impl SharedCooldowns {
         })
     }
 
-    /// Whether the last publish or connection attempt reached Redis.
+    /// Whether Redis is reachable as far as this instance knows: the subscription is up and
+    /// the last publish went through.
     pub fn is_connected(&self) -> bool {
         self.connected.load(Ordering::Relaxed)
     }
@@ -285,12 +292,23 @@ async fn publish(
 
 /// Applies other instances' notices to `router`, after reading the cooldowns already running
 /// for its deployments; reconnects when the subscription drops.
-async fn listen(client: redis::Client, router: Weak<ModelRouter>, instance: String, shown: String) {
+/// The subscription notices a lost connection at once (the publisher only when it next
+/// sends), so it keeps `connected` current for `/health/readiness`.
+async fn listen(
+    client: redis::Client,
+    router: Weak<ModelRouter>,
+    instance: String,
+    connected: Arc<AtomicBool>,
+    shown: String,
+) {
     let mut outage = Outage::new("receive shared cooldowns", COOLING_ALONE, shown);
     loop {
-        match listen_once(&client, &router, &instance, &mut outage).await {
+        match listen_once(&client, &router, &instance, &connected, &mut outage).await {
             Ok(()) => return, // the router is gone
-            Err(e) => outage.failed(&e).await,
+            Err(e) => {
+                connected.store(false, Ordering::Relaxed);
+                outage.failed(&e).await
+            }
         }
     }
 }
@@ -299,6 +317,7 @@ async fn listen_once(
     client: &redis::Client,
     router: &Weak<ModelRouter>,
     instance: &str,
+    connected: &AtomicBool,
     outage: &mut Outage,
 ) -> RedisResult<()> {
     let mut pubsub = match tokio::time::timeout(CONNECT_TIMEOUT, client.get_async_pubsub()).await {
@@ -329,6 +348,7 @@ async fn listen_once(
         }
     }
     drop(conn);
+    connected.store(true, Ordering::Relaxed);
     outage.up();
     let mut messages = pubsub.on_message();
     while let Some(msg) = messages.next().await {

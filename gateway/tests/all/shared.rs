@@ -67,8 +67,12 @@ fn cooling(gw: &Gateway) -> bool {
 
 /// Waits (at most 5 s) until `p1` cools down on `gw`.
 async fn until_cooling(gw: &Gateway) -> bool {
+    until_cooling_within(gw, Duration::from_secs(5)).await
+}
+
+async fn until_cooling_within(gw: &Gateway, limit: Duration) -> bool {
     let start = Instant::now();
-    while start.elapsed() < Duration::from_secs(5) {
+    while start.elapsed() < limit {
         if cooling(gw) {
             return true;
         }
@@ -237,4 +241,91 @@ async fn a_keys_rpm_limit_holds_across_instances() {
         assert_eq!(calls(&good).await, 4, "{backend}");
     }
     crate::keys::drop_schema(pg).await;
+}
+
+/// A `redis-server` of the test's own on a free port, killed on drop; `None` when the binary
+/// is missing (skipped, or failed under CI).
+async fn own_redis(port: u16) -> Option<tokio::process::Child> {
+    let child = tokio::process::Command::new("redis-server")
+        .args(["--bind", "127.0.0.1", "--port", &port.to_string()])
+        .args(["--save", "", "--appendonly", "no"])
+        .stdout(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn();
+    let Ok(child) = child else {
+        if std::env::var("CI").is_ok_and(|v| v == "true" || v == "1") {
+            panic!("redis-server is not installed; .ci/run needs it");
+        }
+        eprintln!("skipped: redis (no redis-server binary to start)");
+        return None;
+    };
+    let start = Instant::now();
+    while tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .is_err()
+    {
+        assert!(
+            start.elapsed() < Duration::from_secs(5),
+            "redis-server did not start"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    Some(child)
+}
+
+/// Waits (at most `limit`) until readiness reports `redis` as `want`.
+async fn until_redis(gw: &Gateway, want: &str, limit: Duration) {
+    let start = Instant::now();
+    loop {
+        let r = ready(gw).await;
+        if r["redis"] == want {
+            return;
+        }
+        assert!(start.elapsed() < limit, "redis never {want}: {r}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+// Redis going away shows in readiness at once (the subscription drops), requests keep being
+// served, and when it is back the gateway reconnects by itself and shares again.
+#[tokio::test]
+async fn readiness_follows_redis_going_away_and_coming_back() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let Some(mut server) = own_redis(port).await else {
+        return;
+    };
+    let bad = upstream_failing().await;
+    let good = ok_upstream("from p2").await;
+    let at = format!("127.0.0.1:{port}");
+    let one = start(cfg(&bad, &good, 0, &at), None).await;
+    let two = start(cfg(&bad, &good, 100, &at), None).await;
+    until_connected(&one).await;
+    until_connected(&two).await;
+
+    server.kill().await.unwrap();
+    until_redis(&one, "disconnected", Duration::from_secs(5)).await;
+    assert_eq!(ready(&one).await["status"], "degraded");
+    // Alone, `one` still cools p1 down and serves from p2.
+    assert_eq!(post(&one, &chat_body("g")).await.status(), 500);
+    let r = post(&one, &chat_body("g")).await;
+    assert_eq!(
+        (r.status().as_u16(), header(&r, "x-switchyard-deployment")),
+        (200, "p2")
+    );
+
+    // Back (empty), both reconnect within the backoff, and the cooldown `one` entered while
+    // alone, still running, is published then and reaches `two`.
+    assert!(!cooling(&two));
+    let _server = own_redis(port).await.unwrap();
+    until_redis(&one, "connected", Duration::from_secs(20)).await;
+    until_redis(&two, "connected", Duration::from_secs(20)).await;
+    // (`one`'s publisher may still be in its backoff: up to a few seconds here.)
+    assert!(
+        until_cooling_within(&two, Duration::from_secs(20)).await,
+        "the cooldown entered during the outage never reached the other instance"
+    );
 }
