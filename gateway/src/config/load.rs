@@ -1262,16 +1262,56 @@ impl Loader<'_> {
         }
     }
 
-    /// `maximum_spend_logs_retention_period` and `_interval` as durations (`30s`, `10m`, `24h`,
-    /// `7d`, `1w`, `1mo`); an interval without a period is an error, since nothing would run.
-    /// `router_settings.redis_*` (taken out of `raw`): `redis_url`, or `redis_host` with
-    /// `redis_port`, `redis_password` and `redis_db`. Values are never echoed in errors.
+    /// `router_settings.redis_*` (taken out of `raw`): where Redis is, and the namespace.
     fn redis(
         &mut self,
         file: usize,
         raw: &mut RawRouterSettings,
         at: &KeyPath,
     ) -> Option<super::RedisConfig> {
+        let namespace = raw.redis_namespace.take();
+        let target = self.redis_target(file, raw, at);
+        let namespace = match namespace {
+            Some(ns) => {
+                let ok = !ns.is_empty()
+                    && ns.len() <= 64
+                    && ns
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b));
+                if !ok {
+                    self.sink.error(
+                        file,
+                        &at.key("redis_namespace"),
+                        "expected 1 to 64 letters, digits, `-`, `_` or `.`",
+                        Some(
+                            "one name per gateway cluster sharing this Redis: prod, staging".into(),
+                        ),
+                    );
+                    return None;
+                }
+                if target.is_none() {
+                    self.sink.error(
+                        file,
+                        &at.key("redis_namespace"),
+                        "needs `redis_host` (or a `redis_url`)",
+                        None,
+                    );
+                }
+                ns
+            }
+            None => super::RedisConfig::DEFAULT_NAMESPACE.to_owned(),
+        };
+        target.map(|target| super::RedisConfig { target, namespace })
+    }
+
+    /// `redis_url`, or `redis_host` with `redis_port`, `redis_password` and `redis_db`.
+    /// Values are never echoed in errors.
+    fn redis_target(
+        &mut self,
+        file: usize,
+        raw: &mut RawRouterSettings,
+        at: &KeyPath,
+    ) -> Option<super::RedisTarget> {
         let url = raw.redis_url.take();
         let host = raw.redis_host.take();
         let port = raw.redis_port.take();
@@ -1317,13 +1357,13 @@ impl Loader<'_> {
                     );
                 }
             }
-            return Some(super::RedisConfig::Url(url));
+            return Some(super::RedisTarget::Url(url));
         }
         match host.map(|h| h.trim().to_owned()) {
             // Only what cannot be a host is refused here; a name that does not resolve is
             // logged when connecting, and the gateway serves without sharing meanwhile.
             Some(host) if !host.is_empty() && !host.contains(['/', '@', '?', '#']) => {
-                Some(super::RedisConfig::Host {
+                Some(super::RedisTarget::Host {
                     host,
                     port: port.unwrap_or(super::defaults::REDIS_PORT),
                     password,
@@ -1359,6 +1399,8 @@ impl Loader<'_> {
         }
     }
 
+    /// `maximum_spend_logs_retention_period` and `_interval` as durations (`30s`, `10m`, `24h`,
+    /// `7d`, `1w`, `1mo`); an interval without a period is an error, since nothing would run.
     fn spend_logs_retention(
         &mut self,
         file: usize,

@@ -372,9 +372,18 @@ pub struct UnservedDeployment {
     pub provider: String,
 }
 
-/// `router_settings.redis_*`: the Redis through which gateway instances share cooldowns.
+/// `router_settings.redis_*`: the Redis through which gateway instances share cooldowns and
+/// key/team rpm/tpm counts, and the namespace that keeps one cluster's state from another's.
 #[derive(Clone)]
-pub enum RedisConfig {
+pub struct RedisConfig {
+    pub target: RedisTarget,
+    /// Prefix of every channel and key (`redis_namespace`, default `switchyard`).
+    pub namespace: String,
+}
+
+/// Where Redis is.
+#[derive(Clone)]
+pub enum RedisTarget {
     /// `redis_url`: `redis://[[user]:password@]host[:port][/db]`.
     Url(SecretString),
     /// `redis_host` with `redis_port` (default 6379), `redis_password` and `redis_db` (0).
@@ -387,19 +396,34 @@ pub enum RedisConfig {
 }
 
 impl RedisConfig {
+    pub const DEFAULT_NAMESPACE: &'static str = "switchyard";
+
+    /// `url` in the default namespace.
+    pub fn url(url: &str) -> Self {
+        RedisConfig {
+            target: RedisTarget::Url(url.to_owned().into()),
+            namespace: Self::DEFAULT_NAMESPACE.to_owned(),
+        }
+    }
+
     /// Where it points, for logs and `/health/readiness`: never the password.
     pub fn shown(&self) -> String {
         use secrecy::ExposeSecret;
-        match self {
-            RedisConfig::Url(u) => url::without_password(u.expose_secret()),
-            RedisConfig::Host { host, port, db, .. } => format!("{host}:{port}/{db}"),
+        match &self.target {
+            RedisTarget::Url(u) => url::without_password(u.expose_secret()),
+            RedisTarget::Host { host, port, db, .. } => format!("{host}:{port}/{db}"),
         }
     }
 }
 
 impl std::fmt::Debug for RedisConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "RedisConfig({})", self.shown())
+        write!(
+            f,
+            "RedisConfig({}, namespace {})",
+            self.shown(),
+            self.namespace
+        )
     }
 }
 

@@ -89,6 +89,8 @@ pub(crate) struct RawRouterSettings {
     pub redis_port: Option<u16>,
     pub redis_password: Option<SecretString>,
     pub redis_db: Option<u32>,
+    /// Switchyard: prefix of Switchyard's channels and keys in that Redis (one per cluster).
+    pub redis_namespace: Option<String>,
 }
 
 /// `router_settings` keys read by hand.

@@ -19,17 +19,17 @@ use crate::router::shared::{client, connect, Outage};
 
 /// How often counts go to Redis (and totals come back).
 pub const SYNC_EVERY: Duration = Duration::from_millis(200);
-/// `<prefix><subject>:<minute>:<r|t>`: one subject's requests or tokens in one minute.
-pub const KEY_PREFIX: &str = "switchyard:limit:";
 /// A minute's counter outlives the minute by one, then expires.
 const EXPIRE_SECS: u64 = 120;
 
-fn key(subject: &str, minute: u64, which: Count) -> String {
+/// `<namespace>:limit:<subject>:<minute>:<r|t>`: one subject's requests or tokens in one
+/// wall-clock minute.
+fn key(namespace: &str, subject: &str, minute: u64, which: Count) -> String {
     let c = match which {
         Count::Requests => 'r',
         Count::Tokens => 't',
     };
-    format!("{KEY_PREFIX}{subject}:{minute}:{c}")
+    format!("{namespace}:limit:{subject}:{minute}:{c}")
 }
 
 /// The sync task; it ends when the handle is dropped, or by itself once `subjects` is gone.
@@ -45,6 +45,7 @@ impl Drop for SyncTask {
 pub fn spawn(cfg: &RedisConfig, subjects: Weak<Subjects>) -> RedisResult<SyncTask> {
     let client = client(cfg)?;
     let shown = cfg.shown();
+    let namespace = cfg.namespace.clone();
     Ok(SyncTask(tokio::spawn(async move {
         let mut outage = Outage::new(
             "share rpm/tpm counts",
@@ -67,7 +68,7 @@ pub fn spawn(cfg: &RedisConfig, subjects: Weak<Subjects>) -> RedisResult<SyncTas
                 };
                 let due = subjects.with_unsent();
                 drop(subjects);
-                if let Err(e) = sync(&mut conn, &due).await {
+                if let Err(e) = sync(&mut conn, &namespace, &due).await {
                     outage.failed(&e).await;
                     break;
                 }
@@ -79,6 +80,7 @@ pub fn spawn(cfg: &RedisConfig, subjects: Weak<Subjects>) -> RedisResult<SyncTas
 /// Sends the unsent counts of `due` in one pipeline and records the totals.
 async fn sync(
     conn: &mut redis::aio::MultiplexedConnection,
+    namespace: &str,
     due: &[Arc<Subject>],
 ) -> RedisResult<()> {
     let mut taken = Vec::new();
@@ -94,7 +96,7 @@ async fn sync(
     }
     let mut pipe = redis::pipe();
     for (s, which, minute, n) in &taken {
-        let k = key(s.name(), *minute, *which);
+        let k = key(namespace, s.name(), *minute, *which);
         pipe.cmd("INCRBY").arg(&k).arg(*n);
         pipe.cmd("EXPIRE").arg(&k).arg(EXPIRE_SECS).ignore();
     }
@@ -121,9 +123,9 @@ mod tests {
     #[test]
     fn keys_name_the_subject_minute_and_count() {
         assert_eq!(
-            key("k:abc", 29_000_000, Count::Requests),
+            key("switchyard", "k:abc", 29_000_000, Count::Requests),
             "switchyard:limit:k:abc:29000000:r"
         );
-        assert_eq!(key("t:x", 1, Count::Tokens), "switchyard:limit:t:x:1:t");
+        assert_eq!(key("prod", "t:x", 1, Count::Tokens), "prod:limit:t:x:1:t");
     }
 }

@@ -21,13 +21,29 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use super::ModelRouter;
-use crate::config::{Deployment, RedisConfig};
+use crate::config::{Deployment, RedisConfig, RedisTarget};
 
-/// The channel every instance publishes its cooldowns on and listens to.
-pub const CHANNEL: &str = "switchyard:cooldowns";
-/// `<prefix><upstream>:<deployment id>` holds when the cooldown ends (Unix milliseconds) and
-/// expires then.
-pub const KEY_PREFIX: &str = "switchyard:cooldown:";
+/// Names in one namespace (`redis_namespace`): the channel every instance of the cluster
+/// publishes its cooldowns on and listens to, and `<ns>:cooldown:<upstream>:<deployment id>`,
+/// which holds when a cooldown ends (Unix milliseconds) and expires then.
+#[derive(Clone, Debug)]
+struct Names {
+    channel: String,
+    key_prefix: String,
+}
+
+impl Names {
+    fn new(namespace: &str) -> Self {
+        Names {
+            channel: format!("{namespace}:cooldowns"),
+            key_prefix: format!("{namespace}:cooldown:"),
+        }
+    }
+
+    fn key(&self, upstream: &str, deployment: &str) -> String {
+        format!("{}{upstream}:{deployment}", self.key_prefix)
+    }
+}
 /// Notices waiting for Redis; past this, new ones are dropped (each instance still cools down
 /// on its own failures).
 const QUEUE: usize = 1024;
@@ -68,10 +84,6 @@ pub fn upstream_of(d: &Deployment) -> String {
     hex::encode(&h.finalize()[..12])
 }
 
-fn key(upstream: &str, deployment: &str) -> String {
-    format!("{KEY_PREFIX}{upstream}:{deployment}")
-}
-
 fn now_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -86,9 +98,9 @@ fn remaining(until_ms: u64) -> Option<Duration> {
 
 /// The Redis client for `cfg`; connects only when asked to.
 pub(crate) fn client(cfg: &RedisConfig) -> RedisResult<redis::Client> {
-    match cfg {
-        RedisConfig::Url(url) => redis::Client::open(url.expose_secret()),
-        RedisConfig::Host {
+    match &cfg.target {
+        RedisTarget::Url(url) => redis::Client::open(url.expose_secret()),
+        RedisTarget::Host {
             host,
             port,
             password,
@@ -141,15 +153,18 @@ impl SharedCooldowns {
         let shown = cfg.shown();
         let instance = uuid::Uuid::new_v4().simple().to_string();
         let connected = Arc::new(AtomicBool::new(false));
+        let names = Names::new(&cfg.namespace);
         let (tx, rx) = mpsc::channel(QUEUE);
         let publisher = tokio::spawn(publish(
             client.clone(),
+            names.clone(),
             rx,
             Arc::clone(&connected),
             shown.clone(),
         ));
         let listener = tokio::spawn(listen(
             client,
+            names,
             router,
             instance.clone(),
             Arc::clone(&connected),
@@ -235,6 +250,7 @@ pub(crate) async fn connect(
 /// Sends queued notices: the key (for instances that join later), then the message.
 async fn publish(
     client: redis::Client,
+    names: Names,
     mut rx: mpsc::Receiver<Notice>,
     connected: Arc<AtomicBool>,
     shown: String,
@@ -269,13 +285,13 @@ async fn publish(
             };
             let sent: RedisResult<()> = redis::pipe()
                 .cmd("SET")
-                .arg(key(&notice.upstream, &notice.deployment))
+                .arg(names.key(&notice.upstream, &notice.deployment))
                 .arg(notice.until_ms)
                 .arg("PX")
                 .arg(u64::try_from(left.as_millis()).unwrap_or(u64::MAX).max(1))
                 .ignore()
                 .cmd("PUBLISH")
-                .arg(CHANNEL)
+                .arg(&names.channel)
                 .arg(payload)
                 .ignore()
                 .query_async(&mut conn)
@@ -296,6 +312,7 @@ async fn publish(
 /// sends), so it keeps `connected` current for `/health/readiness`.
 async fn listen(
     client: redis::Client,
+    names: Names,
     router: Weak<ModelRouter>,
     instance: String,
     connected: Arc<AtomicBool>,
@@ -303,7 +320,7 @@ async fn listen(
 ) {
     let mut outage = Outage::new("receive shared cooldowns", COOLING_ALONE, shown);
     loop {
-        match listen_once(&client, &router, &instance, &connected, &mut outage).await {
+        match listen_once(&client, &names, &router, &instance, &connected, &mut outage).await {
             Ok(()) => return, // the router is gone
             Err(e) => {
                 connected.store(false, Ordering::Relaxed);
@@ -315,6 +332,7 @@ async fn listen(
 
 async fn listen_once(
     client: &redis::Client,
+    names: &Names,
     router: &Weak<ModelRouter>,
     instance: &str,
     connected: &AtomicBool,
@@ -324,7 +342,7 @@ async fn listen_once(
         Ok(r) => r?,
         Err(_) => return Err(std::io::Error::from(std::io::ErrorKind::TimedOut).into()),
     };
-    pubsub.subscribe(CHANNEL).await?;
+    pubsub.subscribe(&names.channel).await?;
     // Subscribed first, then read: a cooldown that starts in between arrives as a message.
     let mut conn = connect(client).await?;
     {
@@ -337,7 +355,7 @@ async fn listen_once(
             .map(|d| (d.id().0.clone(), upstream_of(&d.deployment)))
             .collect();
         if !ids.is_empty() {
-            let keys: Vec<String> = ids.iter().map(|(id, up)| key(up, id)).collect();
+            let keys: Vec<String> = ids.iter().map(|(id, up)| names.key(up, id)).collect();
             let untils: Vec<Option<u64>> =
                 redis::cmd("MGET").arg(&keys).query_async(&mut conn).await?;
             for ((id, up), until) in ids.iter().zip(untils) {
@@ -356,7 +374,7 @@ async fn listen_once(
             continue;
         };
         let Ok(notice) = serde_json::from_str::<Notice>(&payload) else {
-            tracing::debug!("ignored a malformed message on {CHANNEL}");
+            tracing::debug!(channel = %names.channel, "ignored a malformed message");
             continue;
         };
         if notice.from == instance {

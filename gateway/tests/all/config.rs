@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use secrecy::ExposeSecret;
 use switchyard::config::{
-    load_file, load_str, ConfigErrors, Diagnostic, LoadOptions, Loaded, ProviderKind, RedisConfig,
+    load_file, load_str, ConfigErrors, Diagnostic, LoadOptions, Loaded, ProviderKind, RedisTarget,
     RoutingStrategy, Severity,
 };
 
@@ -744,8 +744,9 @@ fn redis_settings_load_and_never_show_the_password() {
     let loaded = load_ok(yaml, &env);
     assert!(loaded.warnings.is_empty(), "{}", render(&loaded.warnings));
     let redis = loaded.config.redis.as_ref().expect("redis configured");
-    match redis {
-        RedisConfig::Host {
+    assert_eq!(redis.namespace, "switchyard");
+    match &redis.target {
+        RedisTarget::Host {
             host,
             port,
             password,
@@ -754,7 +755,7 @@ fn redis_settings_load_and_never_show_the_password() {
             assert_eq!((host.as_str(), *port, *db), ("redis.internal", 6380, 0));
             assert_eq!(password.as_ref().unwrap().expose_secret(), "hunter2-redis");
         }
-        other => panic!("{other:?}"),
+        _ => panic!("expected the redis_host settings: {redis:?}"),
     }
     assert_eq!(redis.shown(), "redis.internal:6380/0");
     assert!(!format!("{:?}", loaded.config).contains("hunter2"));
@@ -775,7 +776,7 @@ fn redis_settings_load_and_never_show_the_password() {
         "router_settings:\n  redis_url: redis://:hunter2-url@cache:6379/2\n  redis_host: other\n";
     let loaded = load_ok(url, &[]);
     let redis = loaded.config.redis.as_ref().unwrap();
-    assert!(matches!(redis, RedisConfig::Url(_)));
+    assert!(matches!(redis.target, RedisTarget::Url(_)));
     assert_eq!(redis.shown(), "redis://cache:6379/2");
     assert!(!format!("{:?}", loaded.config).contains("hunter2"));
     let warnings = render(&loaded.warnings);
@@ -815,6 +816,28 @@ fn redis_settings_load_and_never_show_the_password() {
         let e = load_err(yaml, &[]).to_string();
         assert!(e.contains(at) && e.contains(says), "{yaml}: {e}");
         assert!(!e.contains("hunter2"), "{yaml}: {e}");
+    }
+    // One namespace per cluster sharing a Redis.
+    let ns = load_ok(
+        "router_settings:\n  redis_url: redis://cache\n  redis_namespace: prod-eu\n",
+        &[],
+    );
+    assert_eq!(ns.config.redis.as_ref().unwrap().namespace, "prod-eu");
+    for (yaml, says) in [
+        (
+            "router_settings:\n  redis_url: redis://cache\n  redis_namespace: 'prod eu'\n",
+            "letters, digits",
+        ),
+        (
+            "router_settings:\n  redis_namespace: prod\n",
+            "needs `redis_host`",
+        ),
+    ] {
+        let e = load_err(yaml, &[]).to_string();
+        assert!(
+            e.contains("router_settings.redis_namespace") && e.contains(says),
+            "{yaml}: {e}"
+        );
     }
     // A Redis URL under general_settings was never LiteLLM's: an unknown key.
     let e = load_err("general_settings:\n  redis_url: redis://h\n", &[]).to_string();

@@ -49,7 +49,7 @@ fn cfg(bad: &MockServer, good: &MockServer, allowed_fails: u32, redis: &str) -> 
             ..Default::default()
         },
     );
-    c.redis = Some(RedisConfig::Url(format!("redis://{redis}/0").into()));
+    c.redis = Some(RedisConfig::url(&format!("redis://{redis}/0")));
     c
 }
 
@@ -156,6 +156,33 @@ async fn a_cooldown_entered_on_one_instance_holds_on_the_others() {
     );
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert!(!cooling(&other), "a cooldown crossed to another upstream");
+}
+
+// `redis_namespace` keeps clusters apart on one Redis (prod and staging calling the same
+// upstream with different API keys should not cool each other down).
+#[tokio::test]
+async fn clusters_in_different_namespaces_share_nothing() {
+    if !redis_available().await {
+        return;
+    }
+    let bad = upstream_failing().await;
+    let good = ok_upstream("from p2").await;
+    let run = uuid::Uuid::new_v4().simple().to_string();
+    let in_ns = |allowed_fails: u32, ns: &str| {
+        let mut c = cfg(&bad, &good, allowed_fails, REDIS);
+        c.redis.as_mut().unwrap().namespace = format!("{ns}-{run}");
+        c
+    };
+    let prod = start(in_ns(0, "prod"), None).await;
+    let prod_two = start(in_ns(100, "prod"), None).await;
+    let staging = start(in_ns(100, "staging"), None).await;
+    for gw in [&prod, &prod_two, &staging] {
+        until_connected(gw).await;
+    }
+    assert_eq!(post(&prod, &chat_body("g")).await.status(), 500);
+    assert!(until_cooling(&prod_two).await, "same namespace: shared");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!cooling(&staging), "another namespace saw the cooldown");
 }
 
 #[tokio::test]
