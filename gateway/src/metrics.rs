@@ -47,6 +47,8 @@ pub struct Metrics {
     deployment_requests: IntCounterVec,
     latency: HistogramVec,
     cooldowns: IntCounterVec,
+    /// Cooldowns taken from another instance through Redis (rare: labels looked up per use).
+    pub shared_cooldowns: IntCounterVec,
     pub retries: IntCounterVec,
     pub fallbacks: IntCounterVec,
     pub access_denied: IntCounter,
@@ -90,6 +92,14 @@ impl Metrics {
             &["deployment", "model_group"],
         )
         .expect("static metric definition");
+        let shared_cooldowns = IntCounterVec::new(
+            Opts::new(
+                "switchyard_shared_cooldowns_total",
+                "Times a deployment cooled down because another instance reported it through Redis",
+            ),
+            &["deployment", "model_group"],
+        )
+        .expect("static metric definition");
         let retries = IntCounterVec::new(
             Opts::new("switchyard_retries_total", "Retries within a model group"),
             &["model_group"],
@@ -118,6 +128,7 @@ impl Metrics {
             Box::new(deployment_requests.clone()),
             Box::new(latency.clone()),
             Box::new(cooldowns.clone()),
+            Box::new(shared_cooldowns.clone()),
             Box::new(retries.clone()),
             Box::new(fallbacks.clone()),
             Box::new(access_denied.clone()),
@@ -133,6 +144,7 @@ impl Metrics {
             deployment_requests,
             latency,
             cooldowns,
+            shared_cooldowns,
             retries,
             fallbacks,
             access_denied,

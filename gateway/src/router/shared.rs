@@ -404,6 +404,10 @@ impl ModelRouter {
         }
         let until = tokio::time::Instant::now() + left;
         if d.cooldown.lock().cool_until(until) {
+            self.metrics
+                .shared_cooldowns
+                .with_label_values(&[id, &d.deployment.model_name])
+                .inc();
             tracing::warn!(deployment = %d.id(), cooldown_s = left.as_secs_f64(), "deployment cooling down, as another gateway instance reported");
         }
     }
