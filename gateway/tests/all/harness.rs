@@ -182,6 +182,16 @@ pub async fn post(gw: &Gateway, body: &Value) -> reqwest::Response {
         .unwrap()
 }
 
+/// The gateway's `/metrics` text.
+pub async fn metrics_text(gw: &Gateway) -> String {
+    reqwest::get(format!("{}/metrics", gw.url))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
+}
+
 pub fn header<'a>(resp: &'a reqwest::Response, name: &str) -> &'a str {
     resp.headers()
         .get(name)

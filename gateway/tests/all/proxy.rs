@@ -251,12 +251,7 @@ async fn deployment_is_skipped_while_cooling_down_after_allowed_fails() {
         "the second failure exceeds allowed_fails: 1 and cools `a` down"
     );
     assert_eq!(calls(&healthy).await, 5);
-    let metrics = reqwest::get(format!("{}/metrics", gw.url))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = metrics_text(&gw).await;
     assert!(
         metrics.contains(r#"switchyard_cooldowns_total{deployment="a",model_group="gpt-4o"} 1"#),
         "{metrics}"

@@ -133,12 +133,7 @@ async fn a_cooldown_entered_on_one_instance_holds_on_the_others() {
     assert_eq!(r.status(), 200);
     assert_eq!(header(&r, "x-switchyard-deployment"), "p2");
     assert_eq!(calls(&bad).await, 1, "p1 was called although cooling down");
-    let metrics = reqwest::get(format!("{}/metrics", two.url))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = metrics_text(&two).await;
     assert!(
         metrics.contains(r#"switchyard_shared_cooldowns_total{deployment="p1",model_group="g"} 1"#),
         "{metrics}"

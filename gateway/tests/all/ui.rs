@@ -288,11 +288,16 @@ async fn key_search_and_paging_happen_on_the_server() {
     let s = sign_in(gw).await;
     let (_, first) = s.get("/ui/keys").await;
     assert!(first.contains("Page 1 of 2"));
+    assert!(first.contains(r#"href="/ui/keys?q=&amp;page=2" rel="next""#));
     assert_eq!(first.matches("<tr>").count() - 1, 25, "one page of 25 rows");
     let (_, found) = s.get("/ui/keys?q=bill").await;
     assert!(found.contains("billing") && !found.contains("svc-01"));
     let (_, second) = s.get("/ui/keys?page=2").await;
     assert!(second.contains("Page 2 of 2"));
+    assert!(second.contains(r#"href="/ui/keys?q=&amp;page=1" rel="prev""#));
+    // A search that spans pages keeps its term in the pager's links.
+    let (_, svc) = s.get("/ui/keys?q=svc").await;
+    assert!(svc.contains(r#"href="/ui/keys?q=svc&amp;page=2""#));
 }
 
 /// 10,000 keys, all in one team: the list page, a far page, a search, a key page and the team
