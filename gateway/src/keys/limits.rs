@@ -88,9 +88,9 @@ pub fn team_subject(team_id: &str) -> String {
     format!("t:{team_id}")
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct Window {
-    start: Option<Instant>,
+    start: Instant,
     count: u64,
     /// With shared counts: this instance's view of the wall-clock minute `minute` (minutes
     /// since the Unix epoch) across every instance.
@@ -147,21 +147,26 @@ fn wall_minute() -> (u64, Duration) {
 }
 
 impl Window {
+    fn new(start: Instant) -> Self {
+        Window {
+            start,
+            count: 0,
+            global: GlobalMinute::default(),
+        }
+    }
+
     /// The window at `now`: a fresh one when a minute has passed since this one started.
     fn current(&mut self, now: Instant) -> &mut Self {
-        match self.start {
-            Some(start) if now.duration_since(start) < WINDOW => {}
-            _ => {
-                self.start = Some(now);
-                self.count = 0;
-            }
+        if now.duration_since(self.start) >= WINDOW {
+            self.start = now;
+            self.count = 0;
         }
         self
     }
 
+    /// Time left in this window at `now`.
     fn left(&self, now: Instant) -> Duration {
-        self.start
-            .map_or(WINDOW, |s| WINDOW.saturating_sub(now.duration_since(s)))
+        WINDOW.saturating_sub(now.duration_since(self.start))
     }
 }
 
@@ -196,10 +201,11 @@ pub(crate) enum Count {
 
 impl Subject {
     fn new(name: &str, shared: bool) -> Self {
+        let start = Instant::now();
         Subject {
             name: name.to_string(),
-            requests: Mutex::default(),
-            tokens: Mutex::default(),
+            requests: Mutex::new(Window::new(start)),
+            tokens: Mutex::new(Window::new(start)),
             in_flight: AtomicU64::new(0),
             recorded: AtomicI64::new(0),
             flushed: AtomicI64::new(0),
