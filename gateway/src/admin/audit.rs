@@ -43,7 +43,7 @@ fn kind_named(name: &str) -> Result<ObjectKind, ApiError> {
         .iter()
         .find(|(_, table)| table.eq_ignore_ascii_case(name))
         .map(|(kind, _)| *kind)
-        .or_else(|| ObjectKind::ALL.iter().copied().find(|k| k.as_str() == name))
+        .or_else(|| ObjectKind::from_name(name))
         .ok_or_else(|| {
             let known: Vec<&str> = ObjectKind::ALL.iter().map(|k| k.as_str()).collect();
             ApiError::bad_request(format!(

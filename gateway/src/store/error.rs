@@ -41,6 +41,11 @@ impl ObjectKind {
         ObjectKind::SpendLog,
     ];
 
+    /// The kind whose [`as_str`](Self::as_str) is `name`.
+    pub fn from_name(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|k| k.as_str() == name)
+    }
+
     /// Wire name, as written in the audit log's `object_kind` column.
     pub fn as_str(self) -> &'static str {
         match self {

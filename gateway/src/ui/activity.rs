@@ -2,7 +2,7 @@
 //! first, filtered by kind, actor or object, each entry with what it changed field by field.
 //! Entries never hold secret values (the store keeps them out), so showing them is safe.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
@@ -68,30 +68,28 @@ fn shown(v: &Value) -> String {
 /// The top-level fields that differ between `before` and `after`; a field missing or null on
 /// one side shows as absent there. A non-object value counts as one field named `value`.
 fn changes(before: Option<&Value>, after: Option<&Value>) -> Vec<Change> {
-    let fields = |v: Option<&Value>| -> Vec<(String, Value)> {
+    fn fields(v: Option<&Value>) -> BTreeMap<&str, &Value> {
         match v {
             Some(Value::Object(m)) => m
                 .iter()
                 .filter(|(_, v)| !v.is_null())
-                .map(|(k, v)| (k.clone(), v.clone()))
+                .map(|(k, v)| (k.as_str(), v))
                 .collect(),
-            Some(Value::Null) | None => Vec::new(),
-            Some(other) => vec![("value".to_string(), other.clone())],
+            Some(Value::Null) | None => BTreeMap::new(),
+            Some(other) => BTreeMap::from([("value", other)]),
         }
-    };
+    }
     let b = fields(before);
     let a = fields(after);
-    let get = |side: &[(String, Value)], k: &str| side.iter().find(|(f, _)| f == k).cloned();
-    let names: BTreeSet<&String> = b.iter().chain(a.iter()).map(|(k, _)| k).collect();
+    let names: BTreeSet<&str> = b.keys().chain(a.keys()).copied().collect();
     names
         .into_iter()
         .filter_map(|k| {
-            let was = get(&b, k).map(|(_, v)| v);
-            let now = get(&a, k).map(|(_, v)| v);
+            let (was, now) = (b.get(k), a.get(k));
             (was != now).then(|| Change {
-                field: k.clone(),
-                before: was.as_ref().map(shown),
-                after: now.as_ref().map(shown),
+                field: k.to_owned(),
+                before: was.map(|v| shown(v)),
+                after: now.map(|v| shown(v)),
             })
         })
         .collect()
@@ -140,18 +138,12 @@ pub async fn page_route(
     let store = store(&ui)?;
     let kind = match given(&q.kind) {
         None => None,
-        Some(name) => Some(
-            ObjectKind::ALL
-                .iter()
-                .copied()
-                .find(|k| k.as_str() == name)
-                .ok_or_else(|| {
-                    ApiError::bad_request(format!(
-                        "unknown kind {name:?}: one of {}",
-                        ObjectKind::ALL.map(ObjectKind::as_str).join(", ")
-                    ))
-                })?,
-        ),
+        Some(name) => Some(ObjectKind::from_name(name).ok_or_else(|| {
+            ApiError::bad_request(format!(
+                "unknown kind {name:?}: one of {}",
+                ObjectKind::ALL.map(ObjectKind::as_str).join(", ")
+            ))
+        })?),
     };
     let actor = given(&q.actor);
     let object_id = given(&q.object_id);
