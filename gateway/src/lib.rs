@@ -100,16 +100,23 @@ impl AppState {
             router = router.without_jitter();
         }
         let router = Arc::new(router);
-        if let Some(redis) = &config.redis {
-            match router::shared::SharedCooldowns::spawn(redis, Arc::downgrade(&router)) {
-                Ok(shared) => {
-                    tracing::info!(redis = %redis.shown(), "cooldowns shared through Redis");
-                    router.share_cooldowns(shared)
-                }
-                Err(e) => {
-                    tracing::error!(redis = %redis.shown(), error = %e, "cannot use the Redis settings; cooldowns are not shared")
-                }
-            }
+        // One Redis client for everything instances share (the loader has checked the URL).
+        let redis = config.redis.as_ref().and_then(|cfg| {
+            router::shared::client(cfg)
+                .inspect_err(|e| {
+                    tracing::error!(redis = %cfg.shown(), error = %e, "cannot use the Redis settings; nothing is shared")
+                })
+                .ok()
+                .map(|client| (cfg, client))
+        });
+        if let Some((cfg, client)) = &redis {
+            let shared = router::shared::SharedCooldowns::spawn(
+                client.clone(),
+                cfg,
+                Arc::downgrade(&router),
+            );
+            router.share_cooldowns(shared);
+            tracing::info!(redis = %cfg.shown(), "cooldowns shared through Redis");
         }
         let master_key = opts
             .master_key
@@ -117,17 +124,13 @@ impl AppState {
         let master = MasterKeyAuth::new(master_key, Arc::clone(&global_settings));
         let key_cache = Arc::new(KeyCache::new());
         // Keys and teams exist only with a store; with Redis too, their counts are shared.
-        let shared_limits = config.redis.as_ref().filter(|_| opts.store.is_some());
+        let shared_limits = redis.filter(|_| opts.store.is_some());
         let subjects = Arc::new(match shared_limits {
             Some(_) => Subjects::shared(),
             None => Subjects::default(),
         });
-        let limits_sync = shared_limits.and_then(|redis| {
-            keys::shared_limits::spawn(redis, Arc::downgrade(&subjects))
-                .inspect_err(|e| {
-                    tracing::error!(redis = %redis.shown(), error = %e, "cannot use the Redis settings; rpm/tpm counts are not shared")
-                })
-                .ok()
+        let limits_sync = shared_limits.map(|(cfg, client)| {
+            keys::shared_limits::spawn(client, cfg, Arc::downgrade(&subjects))
         });
         let auth: Arc<dyn Authenticator> = match &opts.store {
             Some(store) => Arc::new(VirtualKeyAuth::new(

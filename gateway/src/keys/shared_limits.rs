@@ -15,7 +15,7 @@ use redis::RedisResult;
 
 use super::limits::{Count, Subject, Subjects};
 use crate::config::RedisConfig;
-use crate::router::shared::{client, connect, Outage};
+use crate::router::shared::{connect, Outage};
 
 /// How often counts go to Redis (and totals come back).
 pub const SYNC_EVERY: Duration = Duration::from_millis(200);
@@ -41,12 +41,11 @@ impl Drop for SyncTask {
     }
 }
 
-/// Starts syncing `subjects` with the Redis of `cfg`.
-pub fn spawn(cfg: &RedisConfig, subjects: Weak<Subjects>) -> RedisResult<SyncTask> {
-    let client = client(cfg)?;
+/// Starts syncing `subjects` with the Redis of `cfg` through `client`.
+pub fn spawn(client: redis::Client, cfg: &RedisConfig, subjects: Weak<Subjects>) -> SyncTask {
     let shown = cfg.shown();
     let namespace = cfg.namespace.clone();
-    Ok(SyncTask(tokio::spawn(async move {
+    SyncTask(tokio::spawn(async move {
         let mut outage = Outage::new(
             "share rpm/tpm counts",
             "each instance limits on its own counts",
@@ -74,7 +73,7 @@ pub fn spawn(cfg: &RedisConfig, subjects: Weak<Subjects>) -> RedisResult<SyncTas
                 }
             }
         }
-    })))
+    }))
 }
 
 /// Sends the unsent counts of `due` in one pipeline and records the totals.

@@ -96,8 +96,9 @@ fn remaining(until_ms: u64) -> Option<Duration> {
     Some(Duration::from_millis(left).min(MAX_SHARED))
 }
 
-/// The Redis client for `cfg`; connects only when asked to.
-pub(crate) fn client(cfg: &RedisConfig) -> RedisResult<redis::Client> {
+/// The Redis client for `cfg`, made once per gateway for everything it shares; connects only
+/// when asked to.
+pub fn client(cfg: &RedisConfig) -> RedisResult<redis::Client> {
     match &cfg.target {
         RedisTarget::Url(url) => redis::Client::open(url.expose_secret()),
         RedisTarget::Host {
@@ -145,11 +146,9 @@ impl std::fmt::Debug for SharedCooldowns {
 }
 
 impl SharedCooldowns {
-    /// Starts publishing and listening for `router`; a bad URL is refused at once (the
-    /// config loader has checked it already), an unreachable Redis is retried in the
-    /// background.
-    pub fn spawn(cfg: &RedisConfig, router: Weak<ModelRouter>) -> RedisResult<Self> {
-        let client = client(cfg)?;
+    /// Starts publishing and listening for `router` through `client` (made by [`client`] from
+    /// `cfg`); an unreachable Redis is retried in the background.
+    pub fn spawn(client: redis::Client, cfg: &RedisConfig, router: Weak<ModelRouter>) -> Self {
         let shown = cfg.shown();
         let instance = uuid::Uuid::new_v4().simple().to_string();
         let connected = Arc::new(AtomicBool::new(false));
@@ -170,12 +169,12 @@ impl SharedCooldowns {
             Arc::clone(&connected),
             shown,
         ));
-        Ok(SharedCooldowns {
+        SharedCooldowns {
             tx,
             instance,
             connected,
             tasks: vec![publisher, listener],
-        })
+        }
     }
 
     /// Whether Redis is reachable as far as this instance knows: the subscription is up and
