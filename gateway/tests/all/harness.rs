@@ -182,6 +182,24 @@ pub async fn post(gw: &Gateway, body: &Value) -> reqwest::Response {
         .unwrap()
 }
 
+/// Polls `check` every 100 ms until it holds, for at most `deadline`; whether it held.
+pub async fn eventually<F, Fut>(deadline: Duration, mut check: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let start = tokio::time::Instant::now();
+    loop {
+        if check().await {
+            return true;
+        }
+        if start.elapsed() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 /// The gateway's `/metrics` text.
 pub async fn metrics_text(gw: &Gateway) -> String {
     reqwest::get(format!("{}/metrics", gw.url))

@@ -585,24 +585,6 @@ async fn runtime_model_access_groups_apply_at_once_and_leave_with_the_model() {
     drop_schema(pg).await;
 }
 
-/// Polls `check` every 100 ms until it holds, for at most `deadline`; whether it held.
-async fn eventually<F, Fut>(deadline: Duration, mut check: F) -> bool
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let start = tokio::time::Instant::now();
-    loop {
-        if check().await {
-            return true;
-        }
-        if start.elapsed() >= deadline {
-            return false;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
 // Two instances on one store (DESIGN §2.5): a change made through one reaches the other's
 // key cache, effective settings and routing table within seconds (the watcher polls every
 // second), not when its one-minute key cache expires or at its next restart.

@@ -71,14 +71,7 @@ async fn until_cooling(gw: &Gateway) -> bool {
 }
 
 async fn until_cooling_within(gw: &Gateway, limit: Duration) -> bool {
-    let start = Instant::now();
-    while start.elapsed() < limit {
-        if cooling(gw) {
-            return true;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    false
+    eventually(limit, || async { cooling(gw) }).await
 }
 
 async fn ready(gw: &Gateway) -> Value {
@@ -92,15 +85,7 @@ async fn ready(gw: &Gateway) -> Value {
 
 /// Waits (at most 5 s) until `gw` has reached Redis.
 async fn until_connected(gw: &Gateway) {
-    let start = Instant::now();
-    while ready(gw).await["redis"] != "connected" {
-        assert!(
-            start.elapsed() < Duration::from_secs(5),
-            "{}",
-            ready(gw).await
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    until_redis(gw, "connected", Duration::from_secs(5)).await
 }
 
 fn upstream_id(d: &Deployment) -> String {
@@ -196,16 +181,9 @@ async fn an_unreachable_redis_degrades_readiness_and_requests_still_serve() {
     let good = ok_upstream("from p2").await;
     // Nothing listens on port 1.
     let gw = start(cfg(&bad, &good, 0, "127.0.0.1:1"), None).await;
-    let start_at = Instant::now();
-    loop {
-        let r = ready(&gw).await;
-        if r["redis"] == "disconnected" {
-            assert_eq!(r["status"], "degraded", "{r}");
-            break;
-        }
-        assert!(start_at.elapsed() < Duration::from_secs(5), "{r}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    until_redis(&gw, "disconnected", Duration::from_secs(5)).await;
+    let r = ready(&gw).await;
+    assert_eq!(r["status"], "degraded", "{r}");
     // Cooldowns still work per instance, and requests are served.
     assert_eq!(post(&gw, &chat_body("g")).await.status(), 500);
     let r = post(&gw, &chat_body("g")).await;
@@ -291,31 +269,20 @@ async fn own_redis(port: u16) -> Option<tokio::process::Child> {
         eprintln!("skipped: redis (no redis-server binary to start)");
         return None;
     };
-    let start = Instant::now();
-    while tokio::net::TcpStream::connect(("127.0.0.1", port))
-        .await
-        .is_err()
-    {
-        assert!(
-            start.elapsed() < Duration::from_secs(5),
-            "redis-server did not start"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let listening = eventually(Duration::from_secs(5), || async {
+        tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .is_ok()
+    })
+    .await;
+    assert!(listening, "redis-server did not start");
     Some(child)
 }
 
 /// Waits (at most `limit`) until readiness reports `redis` as `want`.
 async fn until_redis(gw: &Gateway, want: &str, limit: Duration) {
-    let start = Instant::now();
-    loop {
-        let r = ready(gw).await;
-        if r["redis"] == want {
-            return;
-        }
-        assert!(start.elapsed() < limit, "redis never {want}: {r}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let reached = eventually(limit, || async { ready(gw).await["redis"] == want }).await;
+    assert!(reached, "redis never {want}: {}", ready(gw).await);
 }
 
 // Redis going away shows in readiness at once (the subscription drops), requests keep being
