@@ -51,8 +51,8 @@ async fn poll_once(app: &crate::AppState, failing: bool) -> bool {
         return false;
     }
     // `load_runtime` records the version it read before loading, so a change that lands
-    // while it runs is picked up by the next poll.
-    app.key_cache.invalidate_all();
+    // while it runs is picked up by the next poll; the model reload at its end drops the
+    // cached keys (they hold groups expanded from the old table), so key changes apply too.
     match app.load_runtime().await {
         Ok(n) => {
             tracing::info!(
