@@ -73,7 +73,7 @@ pub(crate) fn not_implemented_note(key: &str) -> Option<&'static str> {
     match key {
         "cache" | "cache_params" => Some(
             "switchyard does not cache responses; the Redis it uses is `router_settings.redis_*`, \
-             for cooldowns shared between gateway instances",
+             for cooldowns and rpm/tpm counts shared between gateway instances",
         ),
         _ => None,
     }
